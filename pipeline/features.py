@@ -1,0 +1,93 @@
+"""Stage `features`: TF-IDF (fitted on train), TF-IDF-weighted question embeddings, token ids.
+
+Reads params `text`, `features`, the processed splits and the word vectors; writes, under
+data/features/: the fitted text model (vocabulary, idf, aligned vectors: JSON + NPZ), and per
+split `<split>.npz` (embeddings, token ids, labels) and `<split>_tfidf.npz` (sparse TF-IDF rows);
+plus reports/features.json.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+from pipeline.featurize import TextModel
+from pipeline.io import atomic_path, load_npz, save_npz, write_json
+from pipeline.params import load_params, setup_logging, stage_parser
+from pipeline.text import TextConfig
+from pipeline.vectors import load_vectors
+
+log = logging.getLogger("features")
+SPLITS = ("train", "val", "test")
+
+
+def featurize_split(model: TextModel, frame: pd.DataFrame) -> tuple[dict, dict, dict]:
+    """Dense arrays, sparse TF-IDF rows and report figures for one split."""
+    arrays, tfidf, report = {"label": frame["is_duplicate"].to_numpy(np.int8)}, {}, {}
+    for side in ("q1", "q2"):
+        tokens = model.tokens(frame[f"question{side[1]}"])
+        emb, empty = model.embed(tokens)
+        arrays[f"emb_{side}"] = emb
+        arrays[f"ids_{side}"] = model.token_ids(tokens)
+        tfidf[side] = model.tfidf(tokens)
+        lengths = pc.list_value_length(tokens).to_numpy(zero_copy_only=False)
+        report[f"{side}_without_known_word"] = int(empty.sum())
+        report[f"{side}_truncated"] = int((lengths > model.max_len).sum())
+    return arrays, tfidf, report
+
+
+def save_tfidf(path: Path, q1: sp.csr_matrix, q2: sp.csr_matrix) -> None:
+    with atomic_path(path) as tmp:
+        with tmp.open("wb") as f:
+            sp.save_npz(f, sp.vstack([q1, q2]).tocsr())
+
+
+def load_tfidf(path: str | Path) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    stacked = sp.load_npz(path).tocsr()
+    half = stacked.shape[0] // 2
+    return stacked[:half], stacked[half:]
+
+
+def load_split(features_dir: str | Path, split: str) -> dict[str, np.ndarray]:
+    return load_npz(Path(features_dir) / f"{split}.npz")
+
+
+def run(params: dict) -> dict:
+    cfg = params["features"]
+    processed, out_dir = Path(params["data"]["processed_dir"]), Path(cfg["dir"])
+    frames = {s: pd.read_parquet(processed / f"{s}.parquet") for s in SPLITS}
+    train_questions = pd.concat([frames["train"]["question1"], frames["train"]["question2"]],
+                                ignore_index=True)
+    word_vectors = load_vectors(params["vectors"]["output"])
+    model = TextModel.fit(train_questions, TextConfig.from_dict(params["text"]), word_vectors,
+                          min_df=cfg["min_df"], max_features=cfg.get("max_features"),
+                          weighting=cfg["weighting"], sublinear_tf=cfg["sublinear_tf"],
+                          max_len=cfg["max_len"])
+    model.save(out_dir)
+    log.info("text model: %d words, %d with vectors", len(model.vocab), int(model.known.sum()))
+    report = {"vocab_size": len(model.vocab), "words_with_vectors": int(model.known.sum()),
+              "dim": model.dim, "weighting": model.weighting}
+    for split, frame in frames.items():
+        arrays, tfidf, split_report = featurize_split(model, frame)
+        save_npz(out_dir / f"{split}.npz", **arrays)
+        save_tfidf(out_dir / f"{split}_tfidf.npz", tfidf["q1"], tfidf["q2"])
+        report[split] = {"pairs": len(frame), **split_report}
+        log.info("wrote %s/%s.npz and %s_tfidf.npz (%d pairs)", out_dir, split, split, len(frame))
+    write_json(cfg["report"], report)
+    log.info("wrote %s", cfg["report"])
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = stage_parser(__doc__.splitlines()[0]).parse_args(argv)
+    setup_logging()
+    run(load_params(args.params))
+
+
+if __name__ == "__main__":
+    main()
