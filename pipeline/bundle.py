@@ -1,0 +1,172 @@
+"""Scoring bundles: everything needed to score raw question text with one trained model.
+
+A bundle is a directory: bundle.json (kind, threshold, calibration, params, versions),
+text_model.json + text_model.npz (text-core settings, vocabulary, idf, vectors) and either
+model.keras (loaded with safe_mode=True) or logreg.npz. Nothing is pickled, so loading a
+bundle cannot run code. Training, evaluation and the scorer all predict through `Bundle`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import __version__
+from pipeline.featurize import TextModel
+from pipeline.io import load_npz, read_json, save_npz, write_json
+from pipeline.text import normalize
+
+FORMAT_VERSION = 1
+KERAS_KINDS = ("siamese", "residual", "birnn_cnn")
+KINDS = (*KERAS_KINDS, "logreg")
+
+
+class BundleError(Exception):
+    """A bundle that cannot be loaded: the message says what is missing or incompatible."""
+
+
+def question_errors(q1, q2, unicode_form: str = "NFKC") -> tuple[np.ndarray, pd.Series, pd.Series]:
+    """Per-row error message ('' when the pair can be scored) and the normalized questions."""
+    messages = np.full(len(q1), "", dtype=object)
+    cleaned = []
+    for label, column in (("question1", q1), ("question2", q2)):
+        column = pd.Series(column).reset_index(drop=True)
+        missing = column.isna().to_numpy()
+        if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
+            not_text = np.zeros(len(column), dtype=bool)
+        else:  # mixed values (JSON lines, parquet): find the ones that are not strings
+            is_str = column.map(lambda v: isinstance(v, str), na_action="ignore")
+            not_text = ~missing & ~is_str.fillna(True).astype(bool).to_numpy()
+        text = normalize(column.where(~pd.Series(not_text), None), unicode_form)
+        empty = ~missing & ~not_text & (text.fillna("") == "").to_numpy()
+        for mask, problem in ((missing, "missing"), (not_text, "not text"), (empty, "empty")):
+            messages[mask & (messages == "")] = f"{label} is {problem}"
+        cleaned.append(text)
+    return messages, cleaned[0], cleaned[1]
+
+
+class Bundle:
+    def __init__(self, directory: Path, meta: dict, text_model: TextModel, keras_model=None,
+                 logreg: dict | None = None):
+        self.directory, self.meta, self.text_model = directory, meta, text_model
+        self.keras_model, self.logreg = keras_model, logreg
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta["threshold"])
+
+    def predict_raw(self, q1s, q2s, batch_size: int = 4096) -> np.ndarray:
+        """The model's own output per pair (a distance for siamese, else a probability).
+
+        Questions must be valid text; each distinct question is featurized once.
+        """
+        form = self.text_model.text.unicode_form
+        errors, q1, q2 = question_errors(q1s, q2s, form)
+        if (errors != "").any():
+            row = int(np.flatnonzero(errors != "")[0])
+            raise ValueError(f"pair {row}: {errors[row]}")
+        n = len(q1)
+        if n == 0:
+            return np.zeros(0, dtype=np.float32)
+        codes, uniques = pd.factorize(pd.concat([q1, q2], ignore_index=True))
+        first, second = codes[:n], codes[n:]
+        tokens = self.text_model.tokens(pd.Series(uniques, dtype="string"))
+        kind = self.meta["kind"]
+        if kind == "logreg":
+            from pipeline.models.logreg import pair_features, predict_proba
+
+            tfidf = self.text_model.tfidf(tokens)
+            features = pair_features(tfidf[first], tfidf[second])
+            return predict_proba(features, self.logreg["coef"], float(self.logreg["intercept"]))
+        if kind == "birnn_cnn":
+            encoded = self.text_model.token_ids(tokens)
+        else:
+            encoded, _ = self.text_model.embed(tokens)
+        inputs = {"q1": encoded[first], "q2": encoded[second]}
+        out = self.keras_model.predict(inputs, batch_size=batch_size, verbose=0)
+        return np.asarray(out, dtype=np.float32).ravel()
+
+    def probability_from_raw(self, raw: np.ndarray) -> np.ndarray:
+        calibration = self.meta.get("calibration")
+        if calibration is None:
+            return raw.astype(np.float32)
+        logits = calibration["coef"] * raw + calibration["intercept"]
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+    def predict_proba(self, q1s, q2s, batch_size: int = 4096) -> np.ndarray:
+        """P(duplicate) for each pair of raw questions."""
+        return self.probability_from_raw(self.predict_raw(q1s, q2s, batch_size))
+
+
+def save_bundle(directory: str | Path, meta: dict, text_model: TextModel, keras_model=None,
+                logreg: dict | None = None) -> None:
+    """Write the bundle into a temporary directory, then swap it into place."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        text_model.save(staging)
+        if keras_model is not None:
+            keras_model.save(staging / "model.keras")
+        if logreg is not None:
+            save_npz(staging / "logreg.npz", **logreg)
+        import keras
+
+        write_json(staging / "bundle.json", {
+            **meta, "format_version": FORMAT_VERSION, "dupq_version": __version__,
+            "keras_version": keras.__version__})
+        os.chmod(staging, 0o755)
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def load_bundle(directory: str | Path) -> Bundle:
+    """Load a bundle; a missing, partial or incompatible one raises BundleError."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BundleError(f"{directory}: model bundle not found (train it with `dvc repro`)")
+    meta_path = directory / "bundle.json"
+    if not meta_path.exists():
+        raise BundleError(f"{directory}: not a model bundle (bundle.json is missing)")
+    try:
+        meta = read_json(meta_path)
+    except ValueError as err:
+        raise BundleError(f"{meta_path}: unreadable ({err})") from None
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{directory}: bundle format {version} made by dupq {meta.get('dupq_version', '?')}; "
+            f"this dupq {__version__} reads format {FORMAT_VERSION} (retrain the model)")
+    kind = meta.get("kind")
+    if kind not in KINDS:
+        raise BundleError(f"{directory}: unknown model kind {kind!r}")
+    needed = ["text_model.json", "text_model.npz",
+              "logreg.npz" if kind == "logreg" else "model.keras"]
+    missing = [name for name in needed if not (directory / name).exists()]
+    if missing:
+        raise BundleError(f"{directory}: incomplete bundle, missing {', '.join(missing)}")
+    try:
+        text_model = TextModel.load(directory)
+        if kind == "logreg":
+            return Bundle(directory, meta, text_model, logreg=load_npz(directory / "logreg.npz"))
+        import keras
+
+        import pipeline.models.layers  # noqa: F401  (registers the custom layers)
+
+        model = keras.models.load_model(directory / "model.keras", safe_mode=True, compile=False)
+    except (OSError, ValueError, KeyError) as err:
+        raise BundleError(f"{directory}: cannot load bundle ({type(err).__name__}: {err})") from None
+    return Bundle(directory, meta, text_model, keras_model=model)

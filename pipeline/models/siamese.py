@@ -1,0 +1,89 @@
+"""The original work's models on TF-IDF-weighted question embeddings.
+
+`siamese`: a shared residual MLP tower, Euclidean distance, contrastive loss.
+`residual`: the same tower with its options as params and the "FC last layer" head
+[a, b, |a-b|, a*b, distance] -> Dense -> sigmoid, trained with binary cross-entropy.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from pipeline.models.layers import ContrastiveLoss, DistanceAccuracy, PairDistance, PairFeatures
+
+
+def tower(input_dim: int, units: int = 128, depth: int = 3, bn_position: str = "before_relu",
+          residual: bool = True, concat_layers: bool = True, dropout: float = 0.0,
+          name: str = "tower") -> keras.Model:
+    """Dense(units) + BatchNorm + ReLU blocks; block k>1 adds its input (residual sum);
+    the output concatenates every block's output (layer concat), then BatchNorm."""
+    if bn_position not in ("before_relu", "after_relu"):
+        raise ValueError(f"bn_position must be before_relu or after_relu, got {bn_position!r}")
+    inputs = keras.Input(shape=(input_dim,), name="embedding")
+    x, outputs = inputs, []
+    for k in range(depth):
+        h = layers.Dense(units, name=f"dense_{k + 1}")(x)
+        if bn_position == "before_relu":
+            h = layers.BatchNormalization(momentum=0.9, name=f"bn_{k + 1}")(h)
+            if residual and k > 0:
+                h = layers.Add(name=f"residual_{k + 1}")([x, h])
+            h = layers.ReLU(name=f"relu_{k + 1}")(h)
+        else:
+            h = layers.ReLU(name=f"relu_{k + 1}")(h)
+            if residual and k > 0:
+                h = layers.Add(name=f"residual_{k + 1}")([x, h])
+            h = layers.BatchNormalization(momentum=0.9, name=f"bn_{k + 1}")(h)
+        if dropout:
+            h = layers.Dropout(dropout, name=f"dropout_{k + 1}")(h)
+        outputs.append(h)
+        x = h
+    if concat_layers and depth > 1:
+        x = layers.Concatenate(name="layer_concat")(outputs[::-1])
+    # The last BatchNorm starts at scale 1/sqrt(width) so that distances between encodings
+    # start near 1 (the contrastive margin) instead of sqrt(2 * width).
+    width = x.shape[-1]
+    x = layers.BatchNormalization(
+        momentum=0.9, gamma_initializer=keras.initializers.Constant(width**-0.5), name="bn_out")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def _tower_from(params: dict, input_dim: int) -> keras.Model:
+    return tower(input_dim, units=params["units"], depth=params["depth"],
+                 bn_position=params.get("bn_position", "before_relu"),
+                 residual=params.get("residual", True),
+                 concat_layers=params.get("concat_layers", True),
+                 dropout=params.get("dropout", 0.0))
+
+
+def build_siamese(params: dict, input_dim: int) -> keras.Model:
+    """Outputs a distance per pair (small = duplicate)."""
+    shared = _tower_from(params, input_dim)
+    q1 = keras.Input(shape=(input_dim,), name="q1")
+    q2 = keras.Input(shape=(input_dim,), name="q2")
+    distance = PairDistance(params.get("distance", "euclidean"), name="distance", dtype="float32")(
+        [shared(q1), shared(q2)])
+    model = keras.Model([q1, q2], distance, name="siamese")
+    model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]),
+                  loss=ContrastiveLoss(params["margin"]),
+                  metrics=[DistanceAccuracy(params.get("accuracy_threshold", 0.5))])
+    return model
+
+
+def build_residual(params: dict, input_dim: int) -> keras.Model:
+    """Outputs P(duplicate) per pair."""
+    shared = _tower_from(params, input_dim)
+    q1 = keras.Input(shape=(input_dim,), name="q1")
+    q2 = keras.Input(shape=(input_dim,), name="q2")
+    a, b = shared(q1), shared(q2)
+    features = [PairFeatures(name="pair_features")([a, b])]
+    if params.get("distance", "euclidean") != "none":
+        features.append(PairDistance(params["distance"], name="distance")([a, b]))
+    x = layers.Concatenate(name="head_input")(features) if len(features) > 1 else features[0]
+    x = layers.Dense(params["head_units"], activation="relu", name="head_dense")(x)
+    x = layers.Dropout(params.get("head_dropout", 0.0), name="head_dropout")(x)
+    probability = layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(x)
+    model = keras.Model([q1, q2], probability, name="residual")
+    model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]),
+                  loss="binary_crossentropy", metrics=["accuracy"])
+    return model
