@@ -51,8 +51,14 @@ def question_errors(q1, q2, unicode_form: str = "NFKC") -> tuple[np.ndarray, pd.
 
 
 class Bundle:
-    def __init__(self, directory: Path, meta: dict, text_model: TextModel, keras_model=None,
-                 logreg: dict | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        meta: dict,
+        text_model: TextModel,
+        keras_model=None,
+        logreg: dict | None = None,
+    ):
         self.directory, self.meta, self.text_model = directory, meta, text_model
         self.keras_model, self.logreg = keras_model, logreg
 
@@ -107,8 +113,13 @@ class Bundle:
         return self.probability_from_raw(self.predict_raw(q1s, q2s, batch_size))
 
 
-def save_bundle(directory: str | Path, meta: dict, text_model: TextModel, keras_model=None,
-                logreg: dict | None = None) -> None:
+def save_bundle(
+    directory: str | Path,
+    meta: dict,
+    text_model: TextModel,
+    keras_model=None,
+    logreg: dict | None = None,
+) -> None:
     """Write the bundle into a temporary directory, then swap it into place."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -121,9 +132,15 @@ def save_bundle(directory: str | Path, meta: dict, text_model: TextModel, keras_
             save_npz(staging / "logreg.npz", **logreg)
         import keras
 
-        write_json(staging / "bundle.json", {
-            **meta, "format_version": FORMAT_VERSION, "dupq_version": __version__,
-            "keras_version": keras.__version__})
+        write_json(
+            staging / "bundle.json",
+            {
+                **meta,
+                "format_version": FORMAT_VERSION,
+                "dupq_version": __version__,
+                "keras_version": keras.__version__,
+            },
+        )
         os.chmod(staging, 0o755)
         if directory.exists():
             shutil.rmtree(directory)
@@ -149,12 +166,16 @@ def load_bundle(directory: str | Path) -> Bundle:
     if version != FORMAT_VERSION:
         raise BundleError(
             f"{directory}: bundle format {version} made by dupq {meta.get('dupq_version', '?')}; "
-            f"this dupq {__version__} reads format {FORMAT_VERSION} (retrain the model)")
+            f"this dupq {__version__} reads format {FORMAT_VERSION} (retrain the model)"
+        )
     kind = meta.get("kind")
     if kind not in KINDS:
         raise BundleError(f"{directory}: unknown model kind {kind!r}")
-    needed = ["text_model.json", "text_model.npz",
-              "logreg.npz" if kind == "logreg" else "model.keras"]
+    needed = [
+        "text_model.json",
+        "text_model.npz",
+        "logreg.npz" if kind == "logreg" else "model.keras",
+    ]
     missing = [name for name in needed if not (directory / name).exists()]
     if missing:
         raise BundleError(f"{directory}: incomplete bundle, missing {', '.join(missing)}")
@@ -168,5 +189,7 @@ def load_bundle(directory: str | Path) -> Bundle:
 
         model = keras.models.load_model(directory / "model.keras", safe_mode=True, compile=False)
     except (OSError, ValueError, KeyError) as err:
-        raise BundleError(f"{directory}: cannot load bundle ({type(err).__name__}: {err})") from None
+        raise BundleError(
+            f"{directory}: cannot load bundle ({type(err).__name__}: {err})"
+        ) from None
     return Bundle(directory, meta, text_model, keras_model=model)

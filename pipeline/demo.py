@@ -17,114 +17,348 @@ import pandas as pd
 
 # category -> entities, each a list of interchangeable aliases
 ENTITIES: dict[str, list[list[str]]] = {
-    "language": [["Python", "the Python language"], ["Java"], ["JavaScript", "JS"], ["C++"],
-                 ["Rust"], ["Go", "Golang"], ["Ruby"], ["Kotlin"], ["Swift"], ["Haskell"],
-                 ["TypeScript"], ["PHP"], ["Scala"], ["SQL"]],
-    "subject": [["physics"], ["organic chemistry"], ["calculus"], ["statistics", "stats"],
-                ["economics"], ["philosophy"], ["psychology"], ["molecular biology"],
-                ["world history"], ["accounting"], ["machine learning", "ML"],
-                ["linear algebra"], ["astronomy"], ["music theory"]],
-    "skill": [["guitar", "the guitar"], ["piano", "the piano"], ["chess"], ["swimming"],
-              ["cooking"], ["photography"], ["public speaking"], ["drawing", "sketching"],
-              ["yoga"], ["meditation"], ["painting"], ["touch typing"], ["juggling"]],
-    "country": [["the USA", "the United States", "America"], ["the UK", "Britain"],
-                ["Germany"], ["Japan"], ["Canada"], ["Australia"], ["France"], ["Brazil"],
-                ["Singapore"], ["Mexico"], ["Italy"], ["Spain"], ["Norway"], ["India"],
-                ["New Zealand", "NZ"], ["South Korea", "Korea"]],
-    "career": [["data scientist"], ["software engineer", "software developer"],
-               ["doctor", "physician"], ["lawyer", "attorney"], ["pilot"], ["nurse"],
-               ["architect"], ["teacher"], ["chartered accountant"], ["product manager"],
-               ["civil engineer"], ["journalist"], ["pharmacist"], ["game designer"]],
-    "company": [["Google"], ["Apple"], ["Amazon"], ["Microsoft"], ["Facebook", "Meta"],
-                ["Tesla"], ["Netflix"], ["Uber"], ["Infosys"], ["Flipkart"], ["IBM"],
-                ["Airbnb"], ["Spotify"]],
-    "device": [["iPhone"], ["Android phone"], ["laptop", "notebook computer"], ["smartwatch"],
-               ["Kindle", "e-reader"], ["PlayStation", "PS5"], ["DSLR camera"], ["tablet"],
-               ["gaming PC"], ["smart TV"]],
-    "condition": [["acne"], ["insomnia", "sleeplessness"], ["back pain"], ["hair loss"],
-                  ["migraines", "migraine headaches"], ["anxiety"], ["dandruff"],
-                  ["high blood pressure", "hypertension"], ["heartburn", "acid reflux"],
-                  ["a cold"], ["seasonal allergies"]],
-    "asset": [["stocks", "shares"], ["mutual funds"], ["bitcoin", "BTC"], ["real estate", "property"],
-              ["gold"], ["index funds"], ["government bonds"], ["ethereum"], ["startups"]],
+    "language": [
+        ["Python", "the Python language"],
+        ["Java"],
+        ["JavaScript", "JS"],
+        ["C++"],
+        ["Rust"],
+        ["Go", "Golang"],
+        ["Ruby"],
+        ["Kotlin"],
+        ["Swift"],
+        ["Haskell"],
+        ["TypeScript"],
+        ["PHP"],
+        ["Scala"],
+        ["SQL"],
+    ],
+    "subject": [
+        ["physics"],
+        ["organic chemistry"],
+        ["calculus"],
+        ["statistics", "stats"],
+        ["economics"],
+        ["philosophy"],
+        ["psychology"],
+        ["molecular biology"],
+        ["world history"],
+        ["accounting"],
+        ["machine learning", "ML"],
+        ["linear algebra"],
+        ["astronomy"],
+        ["music theory"],
+    ],
+    "skill": [
+        ["guitar", "the guitar"],
+        ["piano", "the piano"],
+        ["chess"],
+        ["swimming"],
+        ["cooking"],
+        ["photography"],
+        ["public speaking"],
+        ["drawing", "sketching"],
+        ["yoga"],
+        ["meditation"],
+        ["painting"],
+        ["touch typing"],
+        ["juggling"],
+    ],
+    "country": [
+        ["the USA", "the United States", "America"],
+        ["the UK", "Britain"],
+        ["Germany"],
+        ["Japan"],
+        ["Canada"],
+        ["Australia"],
+        ["France"],
+        ["Brazil"],
+        ["Singapore"],
+        ["Mexico"],
+        ["Italy"],
+        ["Spain"],
+        ["Norway"],
+        ["India"],
+        ["New Zealand", "NZ"],
+        ["South Korea", "Korea"],
+    ],
+    "career": [
+        ["data scientist"],
+        ["software engineer", "software developer"],
+        ["doctor", "physician"],
+        ["lawyer", "attorney"],
+        ["pilot"],
+        ["nurse"],
+        ["architect"],
+        ["teacher"],
+        ["chartered accountant"],
+        ["product manager"],
+        ["civil engineer"],
+        ["journalist"],
+        ["pharmacist"],
+        ["game designer"],
+    ],
+    "company": [
+        ["Google"],
+        ["Apple"],
+        ["Amazon"],
+        ["Microsoft"],
+        ["Facebook", "Meta"],
+        ["Tesla"],
+        ["Netflix"],
+        ["Uber"],
+        ["Infosys"],
+        ["Flipkart"],
+        ["IBM"],
+        ["Airbnb"],
+        ["Spotify"],
+    ],
+    "device": [
+        ["iPhone"],
+        ["Android phone"],
+        ["laptop", "notebook computer"],
+        ["smartwatch"],
+        ["Kindle", "e-reader"],
+        ["PlayStation", "PS5"],
+        ["DSLR camera"],
+        ["tablet"],
+        ["gaming PC"],
+        ["smart TV"],
+    ],
+    "condition": [
+        ["acne"],
+        ["insomnia", "sleeplessness"],
+        ["back pain"],
+        ["hair loss"],
+        ["migraines", "migraine headaches"],
+        ["anxiety"],
+        ["dandruff"],
+        ["high blood pressure", "hypertension"],
+        ["heartburn", "acid reflux"],
+        ["a cold"],
+        ["seasonal allergies"],
+    ],
+    "asset": [
+        ["stocks", "shares"],
+        ["mutual funds"],
+        ["bitcoin", "BTC"],
+        ["real estate", "property"],
+        ["gold"],
+        ["index funds"],
+        ["government bonds"],
+        ["ethereum"],
+        ["startups"],
+    ],
 }
 
 # intent -> (categories it applies to, paraphrase templates; "{}" marks the entity)
 INTENTS: dict[str, tuple[list[str], list[str]]] = {
-    "learn": (["language", "subject", "skill"], [
-        "How do I learn {}?", "What is the best way to learn {}?",
-        "How can I get started with {}?", "Where should a complete beginner start with {}?",
-        "What's the quickest way to pick up {}?", "Which resources would you recommend for studying {}?"]),
-    "teach": (["language", "subject", "skill"], [
-        "How do I teach {}?", "What is the best way to teach {}?",
-        "How can I get started teaching {}?", "How should I explain {} to my students?"]),
-    "difficulty": (["language", "subject", "skill"], [
-        "Is {} hard to learn?", "How difficult is {} for a beginner?",
-        "Why do so many people struggle with {}?", "Is it tough to get good at {}?"]),
-    "books": (["language", "subject", "skill"], [
-        "What are the best books on {}?", "Which books should I read to understand {}?",
-        "Can you recommend a good book about {}?"]),
-    "visit": (["country"], [
-        "What are the best places to visit in {}?", "Which tourist spots in {} should I not miss?",
-        "What should I see when I travel to {}?", "What are the must-see attractions in {}?"]),
-    "live": (["country"], [
-        "What are the best places to live in {}?", "Which cities in {} are best to settle in?",
-        "Where should I live if I move to {}?"]),
-    "job_in": (["country"], [
-        "How can I get a job in {}?", "How do foreigners find work in {}?",
-        "What is the process for getting employed in {}?"]),
-    "study_in": (["country"], [
-        "How can I study in {}?", "How do I get admission to a university in {}?",
-        "What is the process for enrolling at a college in {}?"]),
-    "become": (["career"], [
-        "How do I become a {}?", "What does it take to become a {}?",
-        "What are the steps to becoming a {}?", "What path should I follow to work as a {}?"]),
-    "salary": (["career"], [
-        "How much does a {} earn?", "What is the average salary of a {}?",
-        "What is the typical pay for a {}?", "How well paid is a {}?"]),
-    "day": (["career"], [
-        "What is a day in the life of a {} like?", "What does a {} do all day?",
-        "What does a typical workday look like for a {}?"]),
-    "work_at": (["company"], [
-        "What is it like to work at {}?", "How is the work culture at {}?",
-        "Is {} a good place to work?", "Do employees enjoy working for {}?"]),
-    "hired_by": (["company"], [
-        "How do I get a job at {}?", "How can I get hired by {}?",
-        "What is the hiring process at {}?", "What does {} look for in candidates?"]),
-    "stock": (["company"], [
-        "Should I buy {} stock?", "Is {} stock a good investment right now?",
-        "Is it wise to invest in {} shares?"]),
-    "buy": (["device"], [
-        "Should I buy a {}?", "Is it worth buying a {}?", "Is a {} worth the money?",
-        "Would you recommend getting a {}?"]),
-    "speed_up": (["device"], [
-        "How do I speed up a slow {}?", "Why is my {} so slow?",
-        "How can I make my {} faster?"]),
-    "battery": (["device"], [
-        "How can I extend the battery life of my {}?", "How do I make my {} battery last longer?",
-        "Why does my {} battery drain so fast?"]),
-    "cure": (["condition"], [
-        "How can I get rid of {}?", "What is the best treatment for {}?",
-        "How do I cure {}?", "What actually works against {}?"]),
-    "cause": (["condition"], [
-        "What causes {}?", "Why do people get {}?", "What are the main causes of {}?"]),
-    "invest": (["asset"], [
-        "Is it a good idea to invest in {}?", "Should I put my money in {}?",
-        "Is investing in {} worth it?", "Are {} a smart place for my savings?"]),
-    "risk": (["asset"], [
-        "What are the risks of investing in {}?", "How risky is investing in {}?",
-        "What can go wrong when you invest in {}?"]),
+    "learn": (
+        ["language", "subject", "skill"],
+        [
+            "How do I learn {}?",
+            "What is the best way to learn {}?",
+            "How can I get started with {}?",
+            "Where should a complete beginner start with {}?",
+            "What's the quickest way to pick up {}?",
+            "Which resources would you recommend for studying {}?",
+        ],
+    ),
+    "teach": (
+        ["language", "subject", "skill"],
+        [
+            "How do I teach {}?",
+            "What is the best way to teach {}?",
+            "How can I get started teaching {}?",
+            "How should I explain {} to my students?",
+        ],
+    ),
+    "difficulty": (
+        ["language", "subject", "skill"],
+        [
+            "Is {} hard to learn?",
+            "How difficult is {} for a beginner?",
+            "Why do so many people struggle with {}?",
+            "Is it tough to get good at {}?",
+        ],
+    ),
+    "books": (
+        ["language", "subject", "skill"],
+        [
+            "What are the best books on {}?",
+            "Which books should I read to understand {}?",
+            "Can you recommend a good book about {}?",
+        ],
+    ),
+    "visit": (
+        ["country"],
+        [
+            "What are the best places to visit in {}?",
+            "Which tourist spots in {} should I not miss?",
+            "What should I see when I travel to {}?",
+            "What are the must-see attractions in {}?",
+        ],
+    ),
+    "live": (
+        ["country"],
+        [
+            "What are the best places to live in {}?",
+            "Which cities in {} are best to settle in?",
+            "Where should I live if I move to {}?",
+        ],
+    ),
+    "job_in": (
+        ["country"],
+        [
+            "How can I get a job in {}?",
+            "How do foreigners find work in {}?",
+            "What is the process for getting employed in {}?",
+        ],
+    ),
+    "study_in": (
+        ["country"],
+        [
+            "How can I study in {}?",
+            "How do I get admission to a university in {}?",
+            "What is the process for enrolling at a college in {}?",
+        ],
+    ),
+    "become": (
+        ["career"],
+        [
+            "How do I become a {}?",
+            "What does it take to become a {}?",
+            "What are the steps to becoming a {}?",
+            "What path should I follow to work as a {}?",
+        ],
+    ),
+    "salary": (
+        ["career"],
+        [
+            "How much does a {} earn?",
+            "What is the average salary of a {}?",
+            "What is the typical pay for a {}?",
+            "How well paid is a {}?",
+        ],
+    ),
+    "day": (
+        ["career"],
+        [
+            "What is a day in the life of a {} like?",
+            "What does a {} do all day?",
+            "What does a typical workday look like for a {}?",
+        ],
+    ),
+    "work_at": (
+        ["company"],
+        [
+            "What is it like to work at {}?",
+            "How is the work culture at {}?",
+            "Is {} a good place to work?",
+            "Do employees enjoy working for {}?",
+        ],
+    ),
+    "hired_by": (
+        ["company"],
+        [
+            "How do I get a job at {}?",
+            "How can I get hired by {}?",
+            "What is the hiring process at {}?",
+            "What does {} look for in candidates?",
+        ],
+    ),
+    "stock": (
+        ["company"],
+        [
+            "Should I buy {} stock?",
+            "Is {} stock a good investment right now?",
+            "Is it wise to invest in {} shares?",
+        ],
+    ),
+    "buy": (
+        ["device"],
+        [
+            "Should I buy a {}?",
+            "Is it worth buying a {}?",
+            "Is a {} worth the money?",
+            "Would you recommend getting a {}?",
+        ],
+    ),
+    "speed_up": (
+        ["device"],
+        ["How do I speed up a slow {}?", "Why is my {} so slow?", "How can I make my {} faster?"],
+    ),
+    "battery": (
+        ["device"],
+        [
+            "How can I extend the battery life of my {}?",
+            "How do I make my {} battery last longer?",
+            "Why does my {} battery drain so fast?",
+        ],
+    ),
+    "cure": (
+        ["condition"],
+        [
+            "How can I get rid of {}?",
+            "What is the best treatment for {}?",
+            "How do I cure {}?",
+            "What actually works against {}?",
+        ],
+    ),
+    "cause": (
+        ["condition"],
+        ["What causes {}?", "Why do people get {}?", "What are the main causes of {}?"],
+    ),
+    "invest": (
+        ["asset"],
+        [
+            "Is it a good idea to invest in {}?",
+            "Should I put my money in {}?",
+            "Is investing in {} worth it?",
+            "Are {} a smart place for my savings?",
+        ],
+    ),
+    "risk": (
+        ["asset"],
+        [
+            "What are the risks of investing in {}?",
+            "How risky is investing in {}?",
+            "What can go wrong when you invest in {}?",
+        ],
+    ),
 }
 
 # pairs of intents that share words but ask different things
-CONFUSABLE = [("learn", "teach"), ("learn", "difficulty"), ("learn", "books"), ("visit", "live"),
-              ("job_in", "study_in"), ("become", "salary"), ("become", "day"),
-              ("work_at", "hired_by"), ("hired_by", "stock"), ("buy", "speed_up"),
-              ("speed_up", "battery"), ("cure", "cause"), ("invest", "risk")]
+CONFUSABLE = [
+    ("learn", "teach"),
+    ("learn", "difficulty"),
+    ("learn", "books"),
+    ("visit", "live"),
+    ("job_in", "study_in"),
+    ("become", "salary"),
+    ("become", "day"),
+    ("work_at", "hired_by"),
+    ("hired_by", "stock"),
+    ("buy", "speed_up"),
+    ("speed_up", "battery"),
+    ("cure", "cause"),
+    ("invest", "risk"),
+]
 
 # context that does not change the question; drawn independently for each side
-CONTEXTS = ["", "", "", "", "", "I'm a beginner. ", "Honestly, ", "Quick question: ",
-            "As a student, ", "In 2026, ", "Serious question: "]
+CONTEXTS = [
+    "",
+    "",
+    "",
+    "",
+    "",
+    "I'm a beginner. ",
+    "Honestly, ",
+    "Quick question: ",
+    "As a student, ",
+    "In 2026, ",
+    "Serious question: ",
+]
 
 # share of non-duplicates of each kind
 NEGATIVE_MIX = {"confusable_intent": 0.4, "sibling_entity": 0.4, "unrelated": 0.2}
@@ -134,20 +368,31 @@ def _tables():
     """Flatten the tables into arrays: one row per (intent, entity) 'slot' and per template."""
     entity_rows = [(cat, i) for cat, ents in ENTITIES.items() for i in range(len(ents))]
     intents = list(INTENTS)
-    slots = [(intent, cat, i) for intent in intents for cat, i in entity_rows
-             if cat in INTENTS[intent][0]]
+    slots = [
+        (intent, cat, i)
+        for intent in intents
+        for cat, i in entity_rows
+        if cat in INTENTS[intent][0]
+    ]
     return intents, pd.DataFrame(slots, columns=["intent", "category", "entity"])
 
 
-def _render(rng: np.random.Generator, intent: np.ndarray, category: np.ndarray,
-            entity: np.ndarray, template: np.ndarray) -> pd.Series:
+def _render(
+    rng: np.random.Generator,
+    intent: np.ndarray,
+    category: np.ndarray,
+    entity: np.ndarray,
+    template: np.ndarray,
+) -> pd.Series:
     """Build question texts column-wise: context + prefix + alias + suffix."""
     n = len(intent)
     alias_lists = [ENTITIES[c][e] for c, e in zip(category, entity, strict=True)]
     n_alias = np.fromiter((len(a) for a in alias_lists), dtype=np.int64, count=n)
     alias_pick = (rng.random(n) * n_alias).astype(np.int64)
     alias = pd.Series([a[k] for a, k in zip(alias_lists, alias_pick, strict=True)], dtype="string")
-    text = pd.Series([INTENTS[i][1][t] for i, t in zip(intent, template, strict=True)], dtype="string")
+    text = pd.Series(
+        [INTENTS[i][1][t] for i, t in zip(intent, template, strict=True)], dtype="string"
+    )
     parts = text.str.split("{}", n=1, expand=True)
     context = pd.Series(np.asarray(CONTEXTS)[rng.integers(0, len(CONTEXTS), n)], dtype="string")
     return context + parts[0] + alias + parts[1]
@@ -158,14 +403,17 @@ def _n_templates(intent: np.ndarray) -> np.ndarray:
     return pd.Series(intent).map(counts).to_numpy()
 
 
-def generate(n_pairs: int = 20_000, positive_rate: float = 0.37, seed: int = 0,
-             label_noise: float = 0.0) -> pd.DataFrame:
+def generate(
+    n_pairs: int = 20_000, positive_rate: float = 0.37, seed: int = 0, label_noise: float = 0.0
+) -> pd.DataFrame:
     """Deterministic synthetic pairs with columns id, question1, question2, is_duplicate."""
     rng = np.random.default_rng(seed)
     _, slots = _tables()
     n_pos = int(round(n_pairs * positive_rate))
-    kinds = np.array(["duplicate"] * n_pos + list(rng.choice(
-        list(NEGATIVE_MIX), size=n_pairs - n_pos, p=list(NEGATIVE_MIX.values()))))
+    kinds = np.array(
+        ["duplicate"] * n_pos
+        + list(rng.choice(list(NEGATIVE_MIX), size=n_pairs - n_pos, p=list(NEGATIVE_MIX.values())))
+    )
 
     pick = slots.iloc[rng.integers(0, len(slots), n_pairs)].reset_index(drop=True)
     intent_a = pick["intent"].to_numpy(dtype=object)
@@ -179,8 +427,10 @@ def generate(n_pairs: int = 20_000, positive_rate: float = 0.37, seed: int = 0,
         partner.setdefault(a, []).append(b)
         partner.setdefault(b, []).append(a)
     confusable = kinds == "confusable_intent"
-    options = [[p for p in partner.get(i, []) if c in INTENTS[p][0]]
-               for i, c in zip(intent_a[confusable], category_a[confusable], strict=True)]
+    options = [
+        [p for p in partner.get(i, []) if c in INTENTS[p][0]]
+        for i, c in zip(intent_a[confusable], category_a[confusable], strict=True)
+    ]
     chosen = [opts[rng.integers(len(opts))] if opts else None for opts in options]
     has_partner = np.array([c is not None for c in chosen], dtype=bool)
     idx = np.flatnonzero(confusable)

@@ -1,4 +1,7 @@
-"""Download the official Quora release with a progress bar and a checksum, never leaving a partial file."""
+"""Download the official Quora release with a progress bar and a checksum.
+
+A failed download never leaves a partial file behind.
+"""
 
 from __future__ import annotations
 
@@ -64,6 +67,8 @@ def download(url: str, dest: str | Path, sha256: str | None = None, timeout: flo
         raise DownloadError(f"download of {url} failed: {err}. {_manual_hint(url, dest)}") from None
     except (urllib.error.URLError, HTTPException, OSError, ValueError) as err:
         reason = getattr(err, "reason", None) or err
-        raise DownloadError(f"download of {url} failed: {reason}. {_manual_hint(url, dest)}") from None
+        raise DownloadError(
+            f"download of {url} failed: {reason}. {_manual_hint(url, dest)}"
+        ) from None
     log.info("downloaded %s (sha256 %s)", dest, actual)
     return actual

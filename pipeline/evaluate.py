@@ -36,13 +36,23 @@ def run(params: dict, name: str) -> dict:
     metrics = classification_metrics(labels, probs, bundle.threshold)
     if name == "siamese":
         metrics["blog_precision"] = blog_precision(labels, raw, 0.5)
-    metrics.update({key: bundle.meta[key] for key in
-                    ("train_seconds", "seconds_per_epoch", "epochs_run", "device")})
+    metrics.update(
+        {
+            key: bundle.meta[key]
+            for key in ("train_seconds", "seconds_per_epoch", "epochs_run", "device")
+        }
+    )
     metrics["val_accuracy"] = bundle.meta["val_metrics"]["accuracy"]
     out = Path(cfg["metrics_dir"]) / f"{name}.json"
     write_json(out, metrics)
-    log.info("%s: test accuracy %.4f, F1 %.4f, ROC-AUC %s -> %s", name, metrics["accuracy"],
-             metrics["f1"], metrics["roc_auc"], out)
+    log.info(
+        "%s: test accuracy %.4f, F1 %.4f, ROC-AUC %s -> %s",
+        name,
+        metrics["accuracy"],
+        metrics["f1"],
+        metrics["roc_auc"],
+        out,
+    )
     write_plots(Path(cfg["plots_dir"]) / name, labels, probs, bundle.threshold)
     return metrics
 

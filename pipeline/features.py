@@ -61,17 +61,28 @@ def run(params: dict) -> dict:
     cfg = params["features"]
     processed, out_dir = Path(params["data"]["processed_dir"]), Path(cfg["dir"])
     frames = {s: pd.read_parquet(processed / f"{s}.parquet") for s in SPLITS}
-    train_questions = pd.concat([frames["train"]["question1"], frames["train"]["question2"]],
-                                ignore_index=True)
+    train_questions = pd.concat(
+        [frames["train"]["question1"], frames["train"]["question2"]], ignore_index=True
+    )
     word_vectors = load_vectors(params["vectors"]["output"])
-    model = TextModel.fit(train_questions, TextConfig.from_dict(params["text"]), word_vectors,
-                          min_df=cfg["min_df"], max_features=cfg.get("max_features"),
-                          weighting=cfg["weighting"], sublinear_tf=cfg["sublinear_tf"],
-                          max_len=cfg["max_len"])
+    model = TextModel.fit(
+        train_questions,
+        TextConfig.from_dict(params["text"]),
+        word_vectors,
+        min_df=cfg["min_df"],
+        max_features=cfg.get("max_features"),
+        weighting=cfg["weighting"],
+        sublinear_tf=cfg["sublinear_tf"],
+        max_len=cfg["max_len"],
+    )
     model.save(out_dir)
     log.info("text model: %d words, %d with vectors", len(model.vocab), int(model.known.sum()))
-    report = {"vocab_size": len(model.vocab), "words_with_vectors": int(model.known.sum()),
-              "dim": model.dim, "weighting": model.weighting}
+    report = {
+        "vocab_size": len(model.vocab),
+        "words_with_vectors": int(model.known.sum()),
+        "dim": model.dim,
+        "weighting": model.weighting,
+    }
     for split, frame in frames.items():
         arrays, tfidf, split_report = featurize_split(model, frame)
         save_npz(out_dir / f"{split}.npz", **arrays)

@@ -40,7 +40,9 @@ class TextModel:
 
     def __post_init__(self):
         if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"features.weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+            raise ValueError(
+                f"features.weighting must be one of {WEIGHTINGS}, got {self.weighting!r}"
+            )
         self._vocab_array = pa.array(self.vocab.tolist(), pa.string())
         self._tfidf = TfidfTransformer(norm=None, sublinear_tf=self.sublinear_tf)
         self._tfidf.idf_ = self.idf.astype(np.float64)
@@ -52,8 +54,15 @@ class TextModel:
 
     # -- building ------------------------------------------------------------------------
     @classmethod
-    def fit(cls, train_questions, text: TextConfig, word_vectors, min_df: int = 1,
-            max_features: int | None = None, **settings) -> TextModel:
+    def fit(
+        cls,
+        train_questions,
+        text: TextConfig,
+        word_vectors,
+        min_df: int = 1,
+        max_features: int | None = None,
+        **settings,
+    ) -> TextModel:
         """Vocabulary and idf from the train questions; vectors looked up in `word_vectors`."""
         tokens = tokenize(train_questions, text)
         flat = tokens.flatten()
@@ -97,7 +106,7 @@ class TextModel:
         return counts
 
     def embed(self, tokens: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
-        """Weighted mean of word vectors per question, and a mask of questions with no known word."""
+        """Weighted mean of word vectors per question; mask of questions with no known word."""
         weights = self.weights(tokens)
         total = weights @ self.known
         summed = np.asarray(weights @ self.vectors)
@@ -122,22 +131,38 @@ class TextModel:
     # -- persistence (JSON + NPZ, no pickle) ------------------------------------------------
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
-        save_npz(directory / "text_model.npz", vocab=self.vocab.astype(str), idf=self.idf,
-                 vectors=self.vectors)
-        write_json(directory / "text_model.json", {
-            "text": self.text.to_dict(), "weighting": self.weighting,
-            "sublinear_tf": self.sublinear_tf, "max_len": self.max_len,
-            "vocab_size": len(self.vocab), "dim": self.dim,
-        })
+        save_npz(
+            directory / "text_model.npz",
+            vocab=self.vocab.astype(str),
+            idf=self.idf,
+            vectors=self.vectors,
+        )
+        write_json(
+            directory / "text_model.json",
+            {
+                "text": self.text.to_dict(),
+                "weighting": self.weighting,
+                "sublinear_tf": self.sublinear_tf,
+                "max_len": self.max_len,
+                "vocab_size": len(self.vocab),
+                "dim": self.dim,
+            },
+        )
 
     @classmethod
     def load(cls, directory: str | Path) -> TextModel:
         directory = Path(directory)
         meta = read_json(directory / "text_model.json")
         arrays = load_npz(directory / "text_model.npz")
-        return cls(TextConfig.from_dict(meta["text"]), arrays["vocab"], arrays["idf"],
-                   arrays["vectors"], weighting=meta["weighting"],
-                   sublinear_tf=meta["sublinear_tf"], max_len=meta["max_len"])
+        return cls(
+            TextConfig.from_dict(meta["text"]),
+            arrays["vocab"],
+            arrays["idf"],
+            arrays["vectors"],
+            weighting=meta["weighting"],
+            sublinear_tf=meta["sublinear_tf"],
+            max_len=meta["max_len"],
+        )
 
 
 def _row_ids(tokens: pa.ListArray) -> np.ndarray:
@@ -151,7 +176,8 @@ def _count_matrix(tokens: pa.ListArray, vocab: pa.Array) -> sp.csr_matrix:
     known = pc.is_valid(ids).to_numpy(zero_copy_only=False)
     cols = ids.filter(pc.is_valid(ids)).to_numpy(zero_copy_only=False).astype(np.int64)
     rows = _row_ids(tokens)[known]
-    matrix = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)),
-                           shape=(len(tokens), len(vocab)))
+    matrix = sp.csr_matrix(
+        (np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(tokens), len(vocab))
+    )
     matrix.sum_duplicates()
     return matrix

@@ -17,7 +17,9 @@ from tqdm import tqdm
 log = logging.getLogger(__name__)
 
 
-def cooccurrence(ids: np.ndarray, lengths: np.ndarray, vocab_size: int, window: int) -> sp.csr_matrix:
+def cooccurrence(
+    ids: np.ndarray, lengths: np.ndarray, vocab_size: int, window: int
+) -> sp.csr_matrix:
     """Symmetric co-occurrence counts weighted by 1/distance, within each document.
 
     `ids` holds every document's token ids back to back (-1 for words outside the
@@ -34,8 +36,16 @@ def cooccurrence(ids: np.ndarray, lengths: np.ndarray, vocab_size: int, window: 
     return (total + total.T).tocsr().astype(np.float32)
 
 
-def train_glove(cooc: sp.spmatrix, dim: int, epochs: int, learning_rate: float, batch_size: int,
-                x_max: float = 100.0, alpha: float = 0.75, seed: int = 0) -> tuple[np.ndarray, list[float]]:
+def train_glove(
+    cooc: sp.spmatrix,
+    dim: int,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    x_max: float = 100.0,
+    alpha: float = 0.75,
+    seed: int = 0,
+) -> tuple[np.ndarray, list[float]]:
     """Fit GloVe on a co-occurrence matrix; return (vocab, dim) vectors and loss per epoch."""
     coo = sp.coo_matrix(cooc)
     rows = coo.row.astype(np.int32)
@@ -73,9 +83,13 @@ def train_glove(cooc: sp.spmatrix, dim: int, epochs: int, learning_rate: float, 
     for epoch in range(epochs):
         order = rng.permutation(n)
         total = 0.0
-        for start in tqdm(range(0, n, batch_size), desc=f"glove epoch {epoch + 1}/{epochs}",
-                          leave=False, mininterval=2):
-            batch = order[start:start + batch_size]
+        for start in tqdm(
+            range(0, n, batch_size),
+            desc=f"glove epoch {epoch + 1}/{epochs}",
+            leave=False,
+            mininterval=2,
+        ):
+            batch = order[start : start + batch_size]
             total += float(step(rows[batch], cols[batch], counts[batch]))
         losses.append(total / max(n, 1))
         log.info("glove epoch %d/%d: loss %.4f", epoch + 1, epochs, losses[-1])

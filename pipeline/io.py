@@ -24,7 +24,9 @@ def table_format(path: str | Path, explicit: str | None = None) -> str:
     """The table format of `path`, from `explicit` or the file extension."""
     if explicit:
         if explicit not in FORMATS.values():
-            raise InputError(f"{path}: unknown format {explicit!r} (use one of {sorted(FORMATS.values())})")
+            raise InputError(
+                f"{path}: unknown format {explicit!r} (use one of {sorted(FORMATS.values())})"
+            )
         return explicit
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
@@ -98,5 +100,8 @@ def first_bad_utf8_line(path: str | Path) -> tuple[int, str]:
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                return number, f"invalid UTF-8 byte 0x{raw[err.start]:02x} at column {err.start + 1}"
+                return (
+                    number,
+                    f"invalid UTF-8 byte 0x{raw[err.start]:02x} at column {err.start + 1}",
+                )
     return 0, "invalid UTF-8"

@@ -8,14 +8,18 @@ from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 THRESHOLD_METRICS = ("accuracy", "f1")
 
 
-def choose_threshold(labels: np.ndarray, probabilities: np.ndarray, metric: str = "accuracy") -> float:
+def choose_threshold(
+    labels: np.ndarray, probabilities: np.ndarray, metric: str = "accuracy"
+) -> float:
     """The probability cut that maximizes `metric` on (validation) data.
 
     Every distinct probability is a candidate, evaluated at once from cumulative counts;
     the cut returned lies halfway between neighbouring probabilities.
     """
     if metric not in THRESHOLD_METRICS:
-        raise ValueError(f"evaluate.threshold_metric must be one of {THRESHOLD_METRICS}, got {metric!r}")
+        raise ValueError(
+            f"evaluate.threshold_metric must be one of {THRESHOLD_METRICS}, got {metric!r}"
+        )
     labels = np.asarray(labels, dtype=np.int64)
     probs = np.asarray(probabilities, dtype=np.float64)
     order = np.argsort(-probs, kind="stable")

@@ -43,8 +43,13 @@ def read_pairs(path: str | Path, encoding_errors: str = "strict") -> pd.DataFram
             frame = pd.read_json(path, lines=True, dtype=False, encoding_errors=encoding_errors)
         else:
             frame = pd.read_csv(
-                path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False,
-                na_values=[""], encoding="utf-8-sig", encoding_errors=encoding_errors,
+                path,
+                sep="\t" if fmt == "tsv" else ",",
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                encoding="utf-8-sig",
+                encoding_errors=encoding_errors,
             )
     except UnicodeDecodeError:
         line, reason = first_bad_utf8_line(path)
@@ -56,7 +61,8 @@ def read_pairs(path: str | Path, encoding_errors: str = "strict") -> pd.DataFram
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise InputError(
-            f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, frame.columns))}"
+            f"{path}: missing column(s) {', '.join(missing)}; "
+            f"found {', '.join(map(str, frame.columns))}"
         )
     return frame
 
@@ -122,12 +128,21 @@ def clean(frame: pd.DataFrame, data: dict, source: str) -> tuple[pd.DataFrame, d
     labels, bad_label = parse_labels(frame, data.get("invalid_labels", "error"), source)
     frame["is_duplicate"] = labels.to_numpy()
 
-    missing = (frame["question1"].isna() | frame["question2"].isna()
-               | (frame["question1"] == "") | (frame["question2"] == "")).to_numpy(dtype=bool)
-    short = ~missing & ((frame["question1"].str.len() < data["min_chars"])
-                        | (frame["question2"].str.len() < data["min_chars"])).to_numpy(dtype=bool)
-    rules = [("missing_question", missing), ("shorter_than_min_chars", short),
-             ("invalid_label", bad_label.to_numpy())]
+    missing = (
+        frame["question1"].isna()
+        | frame["question2"].isna()
+        | (frame["question1"] == "")
+        | (frame["question2"] == "")
+    ).to_numpy(dtype=bool)
+    short = ~missing & (
+        (frame["question1"].str.len() < data["min_chars"])
+        | (frame["question2"].str.len() < data["min_chars"])
+    ).to_numpy(dtype=bool)
+    rules = [
+        ("missing_question", missing),
+        ("shorter_than_min_chars", short),
+        ("invalid_label", bad_label.to_numpy()),
+    ]
     keep = np.ones(len(frame), dtype=bool)
     for reason, mask in rules:
         dropped[reason] = int((mask & keep).sum())
@@ -166,18 +181,24 @@ def split_pairs(frame: pd.DataFrame, split: dict) -> tuple[dict[str, pd.DataFram
     info = {"strategy": strategy, "seed": seed}
     if strategy == "random":
         labels = frame["is_duplicate"]
-        train, rest = train_test_split(frame, train_size=fractions[0], random_state=seed,
-                                       stratify=labels)
-        val, test = train_test_split(rest, train_size=fractions[1] / fractions[1:].sum(),
-                                     random_state=seed, stratify=rest["is_duplicate"])
+        train, rest = train_test_split(
+            frame, train_size=fractions[0], random_state=seed, stratify=labels
+        )
+        val, test = train_test_split(
+            rest,
+            train_size=fractions[1] / fractions[1:].sum(),
+            random_state=seed,
+            stratify=rest["is_duplicate"],
+        )
         parts = {"train": train, "val": val, "test": test}
         info["pairs_dropped_for_disjointness"] = 0
     elif strategy == "question_disjoint":
         parts, dropped = _question_disjoint(frame, fractions, seed)
         info["pairs_dropped_for_disjointness"] = dropped
     else:
-        raise ValueError(f"params.yaml split.strategy must be random or question_disjoint, "
-                         f"got {strategy!r}")
+        raise ValueError(
+            f"params.yaml split.strategy must be random or question_disjoint, got {strategy!r}"
+        )
     return {k: v.reset_index(drop=True) for k, v in parts.items()}, info
 
 
@@ -219,8 +240,11 @@ def describe(part: pd.DataFrame) -> dict:
     questions = pd.concat([part["question1"], part["question2"]], ignore_index=True)
     chars = questions.str.len().to_numpy()
     tokens = pc.list_value_length(tokenize(questions)).to_numpy(zero_copy_only=False)
-    stats = {"pairs": len(part), "duplicates": int(part["is_duplicate"].sum()),
-             "positive_rate": float(part["is_duplicate"].mean()) if len(part) else 0.0}
+    stats = {
+        "pairs": len(part),
+        "duplicates": int(part["is_duplicate"].sum()),
+        "positive_rate": float(part["is_duplicate"].mean()) if len(part) else 0.0,
+    }
     for name, values in (("chars", chars), ("tokens", tokens)):
         if len(values):
             stats[f"{name}_mean"] = round(float(values.mean()), 2)
@@ -241,8 +265,13 @@ def run(params: dict) -> dict:
     for name, part in parts.items():
         write_parquet(out_dir / f"{name}.parquet", part)
         log.info("wrote %s/%s.parquet (%d pairs)", out_dir, name, len(part))
-    report = {**source_info, "rows_kept": len(cleaned), "dropped": dropped, "split": split_info,
-              **{name: describe(part) for name, part in parts.items()}}
+    report = {
+        **source_info,
+        "rows_kept": len(cleaned),
+        "dropped": dropped,
+        "split": split_info,
+        **{name: describe(part) for name, part in parts.items()},
+    }
     write_json(data["report"], report)
     log.info("wrote %s", data["report"])
     return report

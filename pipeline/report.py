@@ -12,8 +12,19 @@ from pipeline.io import atomic_path, read_json
 from pipeline.params import load_params, setup_logging, stage_parser
 
 log = logging.getLogger("report")
-COLUMNS = ["accuracy", "precision", "recall", "f1", "log_loss", "roc_auc", "pr_auc", "threshold",
-           "majority_accuracy", "train_seconds", "device"]
+COLUMNS = [
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "log_loss",
+    "roc_auc",
+    "pr_auc",
+    "threshold",
+    "majority_accuracy",
+    "train_seconds",
+    "device",
+]
 
 
 def _cell(value) -> str:
@@ -23,17 +34,24 @@ def _cell(value) -> str:
 
 
 def render(rows: dict[str, dict]) -> str:
-    lines = ["# Model comparison (test split)", "",
-             "Threshold chosen on the validation split; majority_accuracy is the floor "
-             "any model must beat.", "",
-             "| model | " + " | ".join(COLUMNS) + " |",
-             "|---" * (len(COLUMNS) + 1) + "|"]
+    lines = [
+        "# Model comparison (test split)",
+        "",
+        "Threshold chosen on the validation split; majority_accuracy is the floor "
+        "any model must beat.",
+        "",
+        "| model | " + " | ".join(COLUMNS) + " |",
+        "|---" * (len(COLUMNS) + 1) + "|",
+    ]
     for name, metrics in rows.items():
         lines.append(f"| {name} | " + " | ".join(_cell(metrics.get(c)) for c in COLUMNS) + " |")
     blog = {n: m["blog_precision"] for n, m in rows.items() if m.get("blog_precision") is not None}
     for name, value in blog.items():
-        lines += ["", f"`{name}` blog_precision (the 2017 post's \"accuracy\", share of duplicates "
-                      f"among pairs with distance < 0.5): {value:.4f}"]
+        lines += [
+            "",
+            f'`{name}` blog_precision (the 2017 post\'s "accuracy", share of duplicates '
+            f"among pairs with distance < 0.5): {value:.4f}",
+        ]
     return "\n".join(lines) + "\n"
 
 

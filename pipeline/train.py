@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.bundle import KINDS, save_bundle
-from pipeline.featurize import TextModel
 from pipeline.features import load_split, load_tfidf
+from pipeline.featurize import TextModel
 from pipeline.metrics import choose_threshold, classification_metrics
 from pipeline.params import load_params, setup_logging, stage_parser
 
@@ -78,34 +78,45 @@ def model_inputs(name: str, arrays: dict) -> dict:
     return {"q1": arrays[f"{prefix}_q1"], "q2": arrays[f"{prefix}_q2"]}
 
 
-def train_keras(name: str, cfg: dict, train_cfg: dict, text_model: TextModel, train, val,
-                live_dir: Path):
+def train_keras(
+    name: str, cfg: dict, train_cfg: dict, text_model: TextModel, train, val, live_dir: Path
+):
     import keras
-    from dvclive import Live
     from dvclive.keras import DVCLiveCallback
+
+    from dvclive import Live
 
     strategy, device = configure_tensorflow(train_cfg)
     log.info("training %s on %s", name, device)
     with strategy.scope():
         model = build_model(name, cfg, text_model)
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=train_cfg["patience"],
-                                      restore_best_weights=True),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=train_cfg["patience"], restore_best_weights=True
+        ),
         DVCLiveCallback(live=Live(str(live_dir), dvcyaml=False, save_dvc_exp=False)),
     ]
     start = time.perf_counter()
     history = model.fit(
-        model_inputs(name, train), train["label"].astype(np.float32),
+        model_inputs(name, train),
+        train["label"].astype(np.float32),
         validation_data=(model_inputs(name, val), val["label"].astype(np.float32)),
-        batch_size=cfg["batch_size"], epochs=cfg["epochs"], shuffle=True,
+        batch_size=cfg["batch_size"],
+        epochs=cfg["epochs"],
+        shuffle=True,
         class_weight=class_weights(train["label"], train_cfg.get("class_weight")),
-        callbacks=callbacks, verbose=2,
+        callbacks=callbacks,
+        verbose=2,
     )
     seconds = time.perf_counter() - start
     epochs_run = len(history.history["loss"])
     raw_val = np.asarray(model.predict(model_inputs(name, val), batch_size=4096, verbose=0)).ravel()
-    info = {"device": device, "train_seconds": round(seconds, 2), "epochs_run": epochs_run,
-            "seconds_per_epoch": round(seconds / max(epochs_run, 1), 2)}
+    info = {
+        "device": device,
+        "train_seconds": round(seconds, 2),
+        "epochs_run": epochs_run,
+        "seconds_per_epoch": round(seconds / max(epochs_run, 1), 2),
+    }
     return model, raw_val, info
 
 
@@ -118,26 +129,37 @@ def calibrate_distance(distances: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def train_logreg(cfg: dict, train_cfg: dict, features_dir: Path, train, val, live_dir: Path):
-    from dvclive import Live
     from sklearn.metrics import log_loss
 
+    from dvclive import Live
     from pipeline.models import logreg
 
     start = time.perf_counter()
     train_x = logreg.pair_features(*load_tfidf(features_dir / "train_tfidf.npz"))
     val_x = logreg.pair_features(*load_tfidf(features_dir / "val_tfidf.npz"))
-    coef, intercept = logreg.fit(train_x, train["label"], cfg,
-                                 class_weights(train["label"], train_cfg.get("class_weight")),
-                                 int(train_cfg["seed"]))
+    coef, intercept = logreg.fit(
+        train_x,
+        train["label"],
+        cfg,
+        class_weights(train["label"], train_cfg.get("class_weight")),
+        int(train_cfg["seed"]),
+    )
     seconds = time.perf_counter() - start
     train_p = logreg.predict_proba(train_x, coef, intercept)
     val_p = logreg.predict_proba(val_x, coef, intercept)
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:  # one "epoch"
-        for split, labels, probs in (("train", train["label"], train_p), ("eval", val["label"], val_p)):
+        for split, labels, probs in (
+            ("train", train["label"], train_p),
+            ("eval", val["label"], val_p),
+        ):
             live.log_metric(f"{split}/loss", float(log_loss(labels, probs, labels=[0, 1])))
             live.log_metric(f"{split}/accuracy", float(((probs >= 0.5) == labels).mean()))
-    info = {"device": "CPU (scikit-learn)", "train_seconds": round(seconds, 2), "epochs_run": 1,
-            "seconds_per_epoch": round(seconds, 2)}
+    info = {
+        "device": "CPU (scikit-learn)",
+        "train_seconds": round(seconds, 2),
+        "epochs_run": 1,
+        "seconds_per_epoch": round(seconds, 2),
+    }
     return {"coef": coef, "intercept": np.float32(intercept)}, val_p, info
 
 
@@ -149,13 +171,19 @@ def run(params: dict, name: str) -> dict:
     text_model = TextModel.load(features_dir)
     train, val = load_split(features_dir, "train"), load_split(features_dir, "val")
     live_dir = Path(train_cfg["live_dir"]) / name
-    log.info("read %s: %d train / %d val pairs", features_dir, len(train["label"]), len(val["label"]))
+    log.info(
+        "read %s: %d train / %d val pairs", features_dir, len(train["label"]), len(val["label"])
+    )
 
     keras_model, logreg_arrays, calibration = None, None, None
     if name == "logreg":
-        logreg_arrays, val_prob, info = train_logreg(cfg, train_cfg, features_dir, train, val, live_dir)
+        logreg_arrays, val_prob, info = train_logreg(
+            cfg, train_cfg, features_dir, train, val, live_dir
+        )
     else:
-        keras_model, raw_val, info = train_keras(name, cfg, train_cfg, text_model, train, val, live_dir)
+        keras_model, raw_val, info = train_keras(
+            name, cfg, train_cfg, text_model, train, val, live_dir
+        )
         if name == "siamese":
             calibration = calibrate_distance(raw_val, val["label"])
             val_prob = 1 / (1 + np.exp(-(calibration["coef"] * raw_val + calibration["intercept"])))
@@ -163,11 +191,24 @@ def run(params: dict, name: str) -> dict:
             val_prob = raw_val
     threshold = choose_threshold(val["label"], val_prob, params["evaluate"]["threshold_metric"])
     val_metrics = classification_metrics(val["label"], val_prob, threshold)
-    log.info("%s: val accuracy %.4f at threshold %.3f (%s)", name, val_metrics["accuracy"],
-             threshold, info["device"])
-    meta = {"name": name, "kind": name, "threshold": threshold, "calibration": calibration,
-            "threshold_metric": params["evaluate"]["threshold_metric"], "params": cfg,
-            "train_params": train_cfg, "val_metrics": val_metrics, **info}
+    log.info(
+        "%s: val accuracy %.4f at threshold %.3f (%s)",
+        name,
+        val_metrics["accuracy"],
+        threshold,
+        info["device"],
+    )
+    meta = {
+        "name": name,
+        "kind": name,
+        "threshold": threshold,
+        "calibration": calibration,
+        "threshold_metric": params["evaluate"]["threshold_metric"],
+        "params": cfg,
+        "train_params": train_cfg,
+        "val_metrics": val_metrics,
+        **info,
+    }
     out = Path(train_cfg["models_dir"]) / name
     save_bundle(out, meta, text_model, keras_model=keras_model, logreg=logreg_arrays)
     log.info("wrote bundle %s", out)

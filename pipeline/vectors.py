@@ -37,10 +37,12 @@ def split_tokens(processed_dir: str | Path, split: str, config: TextConfig) -> p
 def vocabulary(tokens: pa.ListArray, min_count: int = 1) -> list[str]:
     """Words seen at least `min_count` times, most frequent first (ties alphabetical)."""
     counts = pc.value_counts(tokens.flatten()).flatten()
-    frame = pd.DataFrame({"word": counts[0].to_numpy(zero_copy_only=False),
-                          "count": counts[1].to_numpy()})
-    frame = frame[frame["count"] >= min_count].sort_values(["count", "word"],
-                                                          ascending=[False, True])
+    frame = pd.DataFrame(
+        {"word": counts[0].to_numpy(zero_copy_only=False), "count": counts[1].to_numpy()}
+    )
+    frame = frame[frame["count"] >= min_count].sort_values(
+        ["count", "word"], ascending=[False, True]
+    )
     return frame["word"].tolist()
 
 
@@ -53,9 +55,16 @@ def train_glove_vectors(tokens: pa.ListArray, cfg: dict) -> KeyedVectors:
     lengths = pc.list_value_length(tokens).to_numpy(zero_copy_only=False)
     cooc = cooccurrence(ids, lengths, len(words), cfg["window"])
     log.info("glove: %d words, %d co-occurring pairs", len(words), cooc.nnz)
-    vectors, losses = train_glove(cooc, cfg["dim"], cfg["epochs"], cfg["learning_rate"],
-                                  cfg["batch_size"], cfg.get("x_max", 100.0),
-                                  cfg.get("alpha", 0.75), cfg["seed"])
+    vectors, losses = train_glove(
+        cooc,
+        cfg["dim"],
+        cfg["epochs"],
+        cfg["learning_rate"],
+        cfg["batch_size"],
+        cfg.get("x_max", 100.0),
+        cfg.get("alpha", 0.75),
+        cfg["seed"],
+    )
     kv = KeyedVectors(cfg["dim"])
     kv.add_vectors(words, vectors)
     kv.glove_losses = losses
@@ -65,9 +74,15 @@ def train_glove_vectors(tokens: pa.ListArray, cfg: dict) -> KeyedVectors:
 def train_gensim_vectors(tokens: pa.ListArray, cfg: dict) -> KeyedVectors:
     """word2vec or fastText on the train questions (all cores unless vectors.workers says)."""
     sentences = [s for s in tokens.to_pylist() if s]
-    common = dict(vector_size=cfg["dim"], window=cfg["window"], min_count=cfg["min_count"],
-                  epochs=cfg["epochs"], seed=cfg["seed"], sg=int(cfg.get("skip_gram", 1)),
-                  workers=int(cfg.get("workers") or os.cpu_count() or 1))
+    common = dict(
+        vector_size=cfg["dim"],
+        window=cfg["window"],
+        min_count=cfg["min_count"],
+        epochs=cfg["epochs"],
+        seed=cfg["seed"],
+        sg=int(cfg.get("skip_gram", 1)),
+        workers=int(cfg.get("workers") or os.cpu_count() or 1),
+    )
     if cfg["method"] == "word2vec":
         model = Word2Vec(sentences, **common)
     else:
@@ -121,10 +136,13 @@ def load_pretrained(spec: str, words: list[str], fmt: str = "auto") -> tuple[Key
             full = KeyedVectors.load(str(path))
         elif fmt in ("glove", "word2vec_text", "word2vec_binary"):
             full = KeyedVectors.load_word2vec_format(
-                str(path), binary=fmt == "word2vec_binary", no_header=fmt == "glove")
+                str(path), binary=fmt == "word2vec_binary", no_header=fmt == "glove"
+            )
         else:
-            raise InputError(f"vectors.pretrained_format must be auto, glove, word2vec_text, "
-                             f"word2vec_binary or gensim, got {fmt!r}")
+            raise InputError(
+                f"vectors.pretrained_format must be auto, glove, word2vec_text, "
+                f"word2vec_binary or gensim, got {fmt!r}"
+            )
         info = {"pretrained": str(path), "format": fmt, "pretrained_vocab_size": len(full)}
         index = pd.Index(full.index_to_key).get_indexer(words)
         found = index >= 0
@@ -136,11 +154,16 @@ def load_pretrained(spec: str, words: list[str], fmt: str = "auto") -> tuple[Key
         rows = table.find(keys=keys)
         found = rows >= 0
         matrix = table.data[rows[found]]
-        info = {"pretrained": spec, "format": "spacy",
-                "spacy_pipeline": f"{nlp.meta.get('lang')}_{nlp.meta.get('name')}-{nlp.meta.get('version')}",
-                "pretrained_vocab_size": int(table.n_keys)}
+        info = {
+            "pretrained": spec,
+            "format": "spacy",
+            "spacy_pipeline": "{lang}_{name}-{version}".format(**nlp.meta),
+            "pretrained_vocab_size": int(table.n_keys),
+        }
     kv = KeyedVectors(matrix.shape[1])
-    kv.add_vectors([w for w, f in zip(words, found, strict=True) if f], np.asarray(matrix, np.float32))
+    kv.add_vectors(
+        [w for w, f in zip(words, found, strict=True) if f], np.asarray(matrix, np.float32)
+    )
     return kv, info
 
 
@@ -188,11 +211,14 @@ def run(params: dict) -> dict:
         elif cfg["method"] in ("word2vec", "fasttext"):
             kv = train_gensim_vectors(train_tokens, cfg)
         else:
-            raise InputError(f"vectors.method must be glove, word2vec or fasttext, got {cfg['method']!r}")
+            raise InputError(
+                f"vectors.method must be glove, word2vec or fasttext, got {cfg['method']!r}"
+            )
     elif cfg["source"] == "pretrained":
         # Only words of the train split can carry weight downstream, so keep just those.
-        kv, source_info = load_pretrained(str(cfg["pretrained"]), vocabulary(train_tokens),
-                                          cfg.get("pretrained_format", "auto"))
+        kv, source_info = load_pretrained(
+            str(cfg["pretrained"]), vocabulary(train_tokens), cfg.get("pretrained_format", "auto")
+        )
         info.update(source_info)
     else:
         raise InputError(f"vectors.source must be train or pretrained, got {cfg['source']!r}")

@@ -16,19 +16,31 @@ from pipeline.models.layers import PairFeatures
 
 def encoder(embedding_matrix: np.ndarray, max_len: int, params: dict) -> keras.Model:
     tokens = keras.Input(shape=(max_len,), dtype="int32", name="token_ids")
-    x = layers.Embedding(embedding_matrix.shape[0], embedding_matrix.shape[1],
-                         embeddings_initializer=keras.initializers.Constant(embedding_matrix),
-                         trainable=params["trainable_embeddings"], name="embedding")(tokens)
+    x = layers.Embedding(
+        embedding_matrix.shape[0],
+        embedding_matrix.shape[1],
+        embeddings_initializer=keras.initializers.Constant(embedding_matrix),
+        trainable=params["trainable_embeddings"],
+        name="embedding",
+    )(tokens)
     x = layers.SpatialDropout1D(params.get("embedding_dropout", 0.0), name="embedding_dropout")(x)
     rnn_class = {"gru": layers.GRU, "lstm": layers.LSTM}[params["rnn"]]
-    rnn = layers.Bidirectional(rnn_class(params["rnn_units"], return_sequences=True),
-                               name=f"bi{params['rnn']}")(x)
-    conv = layers.Conv1D(params["conv_filters"], params["conv_kernel"], padding="same",
-                         activation="relu", name="conv1d")(x)
-    pooled = [layers.GlobalMaxPooling1D(name="rnn_max")(rnn),
-              layers.GlobalAveragePooling1D(name="rnn_mean")(rnn),
-              layers.GlobalMaxPooling1D(name="conv_max")(conv),
-              layers.GlobalAveragePooling1D(name="conv_mean")(conv)]
+    rnn = layers.Bidirectional(
+        rnn_class(params["rnn_units"], return_sequences=True), name=f"bi{params['rnn']}"
+    )(x)
+    conv = layers.Conv1D(
+        params["conv_filters"],
+        params["conv_kernel"],
+        padding="same",
+        activation="relu",
+        name="conv1d",
+    )(x)
+    pooled = [
+        layers.GlobalMaxPooling1D(name="rnn_max")(rnn),
+        layers.GlobalAveragePooling1D(name="rnn_mean")(rnn),
+        layers.GlobalMaxPooling1D(name="conv_max")(conv),
+        layers.GlobalAveragePooling1D(name="conv_mean")(conv),
+    ]
     x = layers.Concatenate(name="pooled")(pooled)
     x = layers.Dense(params["dense_units"], activation="relu", name="encoding")(x)
     return keras.Model(tokens, x, name="encoder")
@@ -43,6 +55,9 @@ def build_birnn_cnn(params: dict, embedding_matrix: np.ndarray, max_len: int) ->
     x = layers.Dropout(params.get("head_dropout", 0.0), name="head_dropout")(x)
     probability = layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(x)
     model = keras.Model([q1, q2], probability, name="birnn_cnn")
-    model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]),
-                  loss="binary_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(params["learning_rate"]),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
     return model

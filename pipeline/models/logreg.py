@@ -19,8 +19,13 @@ def pair_features(tfidf_q1: sp.csr_matrix, tfidf_q2: sp.csr_matrix) -> sp.csr_ma
 
 
 def fit(features: sp.csr_matrix, labels: np.ndarray, params: dict, class_weight, seed: int):
-    model = LogisticRegression(C=params["C"], max_iter=params["max_iter"], solver="liblinear",
-                               class_weight=class_weight, random_state=seed)
+    model = LogisticRegression(
+        C=params["C"],
+        max_iter=params["max_iter"],
+        solver="liblinear",
+        class_weight=class_weight,
+        random_state=seed,
+    )
     model.fit(features, labels)
     return model.coef_.ravel().astype(np.float32), np.float32(model.intercept_[0])
 

@@ -13,9 +13,16 @@ from keras import layers
 from pipeline.models.layers import ContrastiveLoss, DistanceAccuracy, PairDistance, PairFeatures
 
 
-def tower(input_dim: int, units: int = 128, depth: int = 3, bn_position: str = "before_relu",
-          residual: bool = True, concat_layers: bool = True, dropout: float = 0.0,
-          name: str = "tower") -> keras.Model:
+def tower(
+    input_dim: int,
+    units: int = 128,
+    depth: int = 3,
+    bn_position: str = "before_relu",
+    residual: bool = True,
+    concat_layers: bool = True,
+    dropout: float = 0.0,
+    name: str = "tower",
+) -> keras.Model:
     """Dense(units) + BatchNorm + ReLU blocks; block k>1 adds its input (residual sum);
     the output concatenates every block's output (layer concat), then BatchNorm."""
     if bn_position not in ("before_relu", "after_relu"):
@@ -44,16 +51,21 @@ def tower(input_dim: int, units: int = 128, depth: int = 3, bn_position: str = "
     # start near 1 (the contrastive margin) instead of sqrt(2 * width).
     width = x.shape[-1]
     x = layers.BatchNormalization(
-        momentum=0.9, gamma_initializer=keras.initializers.Constant(width**-0.5), name="bn_out")(x)
+        momentum=0.9, gamma_initializer=keras.initializers.Constant(width**-0.5), name="bn_out"
+    )(x)
     return keras.Model(inputs, x, name=name)
 
 
 def _tower_from(params: dict, input_dim: int) -> keras.Model:
-    return tower(input_dim, units=params["units"], depth=params["depth"],
-                 bn_position=params.get("bn_position", "before_relu"),
-                 residual=params.get("residual", True),
-                 concat_layers=params.get("concat_layers", True),
-                 dropout=params.get("dropout", 0.0))
+    return tower(
+        input_dim,
+        units=params["units"],
+        depth=params["depth"],
+        bn_position=params.get("bn_position", "before_relu"),
+        residual=params.get("residual", True),
+        concat_layers=params.get("concat_layers", True),
+        dropout=params.get("dropout", 0.0),
+    )
 
 
 def build_siamese(params: dict, input_dim: int) -> keras.Model:
@@ -62,11 +74,14 @@ def build_siamese(params: dict, input_dim: int) -> keras.Model:
     q1 = keras.Input(shape=(input_dim,), name="q1")
     q2 = keras.Input(shape=(input_dim,), name="q2")
     distance = PairDistance(params.get("distance", "euclidean"), name="distance", dtype="float32")(
-        [shared(q1), shared(q2)])
+        [shared(q1), shared(q2)]
+    )
     model = keras.Model([q1, q2], distance, name="siamese")
-    model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]),
-                  loss=ContrastiveLoss(params["margin"]),
-                  metrics=[DistanceAccuracy(params.get("accuracy_threshold", 0.5))])
+    model.compile(
+        optimizer=keras.optimizers.Adam(params["learning_rate"]),
+        loss=ContrastiveLoss(params["margin"]),
+        metrics=[DistanceAccuracy(params.get("accuracy_threshold", 0.5))],
+    )
     return model
 
 
@@ -84,6 +99,9 @@ def build_residual(params: dict, input_dim: int) -> keras.Model:
     x = layers.Dropout(params.get("head_dropout", 0.0), name="head_dropout")(x)
     probability = layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(x)
     model = keras.Model([q1, q2], probability, name="residual")
-    model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]),
-                  loss="binary_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(params["learning_rate"]),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
     return model

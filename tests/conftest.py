@@ -1,0 +1,71 @@
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_TSV = ROOT.parent / "shared" / "data" / "quora" / "quora_pairs_subset.tsv"
+
+needs_shared = pytest.mark.skipif(
+    not SHARED_TSV.exists(),
+    reason=f"real Quora subset not found at {SHARED_TSV} (read from ../shared, never committed)",
+)
+
+
+def tiny_params(tmp: Path) -> dict:
+    """params.yaml with every path under `tmp` and sizes small enough for a unit test."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = copy.deepcopy(params)
+    params["demo"].update(n_pairs=600)
+    params["data"].update(
+        processed_dir=str(tmp / "processed"),
+        report=str(tmp / "data.json"),
+        raw_path=str(tmp / "raw.tsv"),
+    )
+    params["vectors"].update(
+        dim=16,
+        epochs=3,
+        min_count=1,
+        output=str(tmp / "vectors.bin"),
+        report=str(tmp / "vectors.json"),
+    )
+    params["features"].update(
+        dir=str(tmp / "features"), report=str(tmp / "features.json"), max_len=12
+    )
+    params["train"].update(models_dir=str(tmp / "models"), live_dir=str(tmp / "live"), patience=1)
+    for name in ("siamese", "residual"):
+        params[name].update(
+            units=16, head_units=16, epochs=2, batch_size=64
+        ) if "head_units" in params[name] else params[name].update(
+            units=16, epochs=2, batch_size=64
+        )
+    params["birnn_cnn"].update(
+        rnn_units=8, conv_filters=8, dense_units=16, head_units=16, epochs=1, batch_size=64
+    )
+    params["evaluate"].update(
+        metrics_dir=str(tmp / "metrics"), plots_dir=str(tmp / "eval"), report=str(tmp / "models.md")
+    )
+    return params
+
+
+@pytest.fixture
+def params(tmp_path):
+    return tiny_params(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def featurized(tmp_path_factory):
+    """prepare -> vectors -> features on 600 demo pairs, shared by the model tests."""
+    from pipeline import features, prepare, vectors
+
+    tmp = tmp_path_factory.mktemp("featurized")
+    params = tiny_params(tmp)
+    prepare.run(params)
+    vectors.run(params)
+    features.run(params)
+    return params

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+from gensim.models import KeyedVectors
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from pipeline.featurize import OOV_ID, PAD_ID, TextModel
+from pipeline.text import TextConfig, token_lists
+
+TRAIN = [
+    "How do I learn Python?",
+    "How do I learn Rust?",
+    "What is the best way to learn Python?",
+    "Is Rust hard?",
+    "What is Python?",
+]
+
+
+def word_vectors(words, dim=3, seed=0):
+    kv = KeyedVectors(dim)
+    kv.add_vectors(
+        words, np.random.default_rng(seed).normal(size=(len(words), dim)).astype(np.float32)
+    )
+    return kv
+
+
+@pytest.fixture
+def model():
+    # "rust" has no vector: it is in the vocabulary but not in the weighted mean
+    kv = word_vectors(
+        ["how", "do", "i", "learn", "python", "?", "what", "is", "the", "best", "way", "to", "hard"]
+    )
+    return TextModel.fit(TRAIN, TextConfig(), kv, max_len=6)
+
+
+def test_tfidf_matches_scikit_learn_vectorizer(model):
+    reference = TfidfVectorizer(analyzer=lambda text: token_lists([text])[0], norm=None)
+    expected = reference.fit(TRAIN).transform(["How do I learn Python ? python"])
+    got = model.tfidf(model.tokens(["How do I learn Python ? python"]))
+    order = [reference.vocabulary_[w] for w in model.vocab]
+    assert np.allclose(got.toarray(), expected.toarray()[:, order], atol=1e-6)
+
+
+@pytest.mark.parametrize("weighting", ["tfidf", "idf", "mean"])
+def test_weighted_mean_equals_reference_loop(model, weighting):
+    model = TextModel(model.text, model.vocab, model.idf, model.vectors, weighting=weighting)
+    questions = ["How do I learn Python? Python!", "Is Rust hard?", "What is the way?"]
+    got, empty = model.embed(model.tokens(questions))
+    index = {w: i for i, w in enumerate(model.vocab)}
+    for row, tokens in enumerate(token_lists(questions)):
+        counts = {}
+        for token in tokens:
+            if token in index and model.known[index[token]]:
+                counts[token] = counts.get(token, 0) + 1
+        total, weight_sum = np.zeros(model.dim), 0.0
+        for token, count in counts.items():
+            i = index[token]
+            weight = {"tfidf": count * model.idf[i], "idf": model.idf[i], "mean": count}[weighting]
+            total += weight * model.vectors[i]
+            weight_sum += weight
+        assert np.allclose(got[row], total / weight_sum, atol=1e-5)
+    assert not empty.any()
+
+
+def test_questions_without_known_words_get_zero_vectors(model):
+    emb, empty = model.embed(model.tokens(["zzz qqq", "", "Rust", "Python"]))
+    assert empty.tolist() == [True, True, True, False]
+    assert not emb[:3].any()
+
+
+def test_token_ids_pad_truncate_and_mark_oov(model):
+    ids = model.token_ids(model.tokens(["learn zzz", "", "how do i learn python ? really"]))
+    vocab = list(model.vocab)
+    assert ids.shape == (3, 6) and ids.dtype == np.int32
+    assert ids[0].tolist() == [vocab.index("learn") + 2, OOV_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID]
+    assert (ids[1] == PAD_ID).all()
+    assert ids[2, -1] == vocab.index("?") + 2  # truncated after max_len tokens
+
+
+def test_save_load_round_trip(model, tmp_path):
+    model.save(tmp_path)
+    loaded = TextModel.load(tmp_path)
+    questions = model.tokens(["How is Python?", "best way to learn rust"])
+    assert np.array_equal(loaded.embed(questions)[0], model.embed(questions)[0])
+    assert np.array_equal(loaded.token_ids(questions), model.token_ids(questions))
+    assert (loaded.tfidf(questions) != model.tfidf(questions)).nnz == 0
+    assert not any(p.suffix == ".pkl" for p in tmp_path.iterdir())
+
+
+def test_features_stage_outputs(featurized):
+    from pipeline.features import load_split, load_tfidf
+
+    directory = featurized["features"]["dir"]
+    train = load_split(directory, "train")
+    q1, q2 = load_tfidf(f"{directory}/train_tfidf.npz")
+    n = len(train["label"])
+    assert train["emb_q1"].shape[0] == train["ids_q2"].shape[0] == q1.shape[0] == q2.shape[0] == n
+    assert train["ids_q1"].dtype == np.int32 and train["emb_q1"].dtype == np.float32

@@ -1,0 +1,137 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from pipeline import evaluate, train
+from pipeline.bundle import BundleError, load_bundle
+from pipeline.metrics import blog_precision, choose_threshold, classification_metrics
+
+MODELS = ["logreg", "siamese", "residual", "birnn_cnn"]
+
+
+def test_contrastive_loss_on_hand_computed_examples():
+    from pipeline.models.layers import contrastive_loss
+
+    y = np.array([[1.0], [0.0], [0.0]], dtype=np.float32)
+    d = np.array([[0.5], [0.2], [1.5]], dtype=np.float32)
+    # duplicate: 0.5^2 = 0.25; close non-duplicate: (1 - 0.2)^2 = 0.64; far one: 0
+    loss = np.asarray(contrastive_loss(y, d, margin=1.0))
+    assert np.allclose(loss, [0.25, 0.64, 0.0], atol=1e-6)
+
+
+def test_threshold_maximizes_accuracy_or_f1():
+    labels = np.array([0, 0, 1, 0, 1, 1])
+    probs = np.array([0.1, 0.2, 0.3, 0.4, 0.8, 0.9])
+    t = choose_threshold(labels, probs, "accuracy")
+    assert 0.4 < t < 0.8  # cut above 0.4: 5 of 6 right
+    assert classification_metrics(labels, probs, t)["accuracy"] == pytest.approx(5 / 6)
+    t_f1 = choose_threshold(labels, probs, "f1")
+    assert 0.2 < t_f1 < 0.3  # all three positives, one false positive: F1 0.857
+    with pytest.raises(ValueError, match="threshold_metric"):
+        choose_threshold(labels, probs, "auc")
+
+
+def test_metrics_keys_and_blog_precision():
+    labels = np.array([1, 0, 1, 0])
+    metrics = classification_metrics(labels, np.array([0.9, 0.6, 0.4, 0.1]), 0.5)
+    for key in (
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "log_loss",
+        "roc_auc",
+        "pr_auc",
+        "threshold",
+        "majority_accuracy",
+    ):
+        assert key in metrics
+    assert metrics["precision"] == 0.5 and metrics["recall"] == 0.5
+    # the 2017 post's "accuracy": share of duplicates among pairs with distance < 0.5
+    assert blog_precision(labels, np.array([0.1, 0.2, 0.9, 0.3])) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_trains_saves_reloads_and_predicts_the_same(featurized, name):
+    meta = train.run(featurized, name)
+    assert meta["epochs_run"] >= 1 and meta["device"]
+    directory = f"{featurized['train']['models_dir']}/{name}"
+    test = pd.read_parquet(f"{featurized['data']['processed_dir']}/test.parquet")
+    first = load_bundle(directory).predict_proba(test["question1"], test["question2"])
+    again = load_bundle(directory).predict_proba(test["question1"], test["question2"])
+    assert first.shape == (len(test),) and np.all((first >= 0) & (first <= 1))
+    assert np.array_equal(first, again)
+
+    metrics = evaluate.run(featurized, name)
+    saved = json.loads(open(f"{featurized['evaluate']['metrics_dir']}/{name}.json").read())
+    assert saved["accuracy"] == metrics["accuracy"]
+    predicted = (first >= metrics["threshold"]).astype(int)
+    assert metrics["accuracy"] == pytest.approx((predicted == test["is_duplicate"]).mean())
+    if name == "siamese":
+        assert "blog_precision" in saved
+
+
+def test_bundle_has_no_pickle_and_loads_in_safe_mode(featurized):
+    train.run(featurized, "residual")
+    directory = f"{featurized['train']['models_dir']}/residual"
+    files = {p.name for p in Path(directory).iterdir()}
+    assert files == {"bundle.json", "model.keras", "text_model.json", "text_model.npz"}
+
+
+def test_broken_bundles_are_clear_errors(tmp_path):
+    with pytest.raises(BundleError, match="not found"):
+        load_bundle(tmp_path / "nothing")
+    (tmp_path / "b").mkdir()
+    with pytest.raises(BundleError, match="bundle.json is missing"):
+        load_bundle(tmp_path / "b")
+    (tmp_path / "b" / "bundle.json").write_text(
+        json.dumps({"format_version": 99, "dupq_version": "9.0"})
+    )
+    with pytest.raises(BundleError, match="format 99 made by dupq 9.0"):
+        load_bundle(tmp_path / "b")
+    (tmp_path / "b" / "bundle.json").write_text(
+        json.dumps({"format_version": 1, "kind": "siamese"})
+    )
+    with pytest.raises(BundleError, match="missing text_model.json, text_model.npz, model.keras"):
+        load_bundle(tmp_path / "b")
+
+
+MIRRORED = """
+import sys, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import yaml
+from pipeline import train
+params = yaml.safe_load(open(sys.argv[1]))
+meta = train.run(params, "residual")
+print("DEVICE", meta["device"])
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpus(featurized, tmp_path):
+    import yaml
+
+    params = {
+        **featurized,
+        "train": {
+            **featurized["train"],
+            "distribute": "mirrored",
+            "models_dir": str(tmp_path / "models"),
+        },
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED, str(tmp_path / "params.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "mirrored over 2 replicas" in result.stdout

@@ -1,0 +1,232 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import SHARED_TSV, needs_shared
+
+from pipeline import demo, prepare
+from pipeline.io import InputError
+
+DATA = {
+    "min_chars": 10,
+    "invalid_labels": "error",
+    "drop_duplicate_pairs": True,
+    "unicode_form": "NFKC",
+}
+
+
+def frame(rows):
+    return pd.DataFrame(rows, columns=["question1", "question2", "is_duplicate"])
+
+
+def test_missing_and_short_questions_are_dropped_and_counted():
+    raw = frame(
+        [
+            ["What is a good question?", None, "1"],
+            ["", "What is a good question?", "0"],
+            ["Short?", "What is a good question?", "0"],
+            ["What is a good question?", "Is this a good question?", "1"],
+        ]
+    )
+    cleaned, dropped = prepare.clean(raw, DATA, "x.tsv")
+    assert len(cleaned) == 1
+    assert dropped["missing_question"] == 2
+    assert dropped["shorter_than_min_chars"] == 1
+
+
+def test_whitespace_only_question_counts_as_missing():
+    raw = frame([[" \t\n ", "What is a good question?", "1"]])
+    _, dropped = prepare.clean(raw, DATA, "x.tsv")
+    assert dropped["missing_question"] == 1
+
+
+def test_duplicate_pairs_in_either_order_are_dropped():
+    raw = frame(
+        [
+            ["How do I learn Python?", "What is the best way to learn Python?", "1"],
+            ["What is the best way to learn Python?", "How do I learn Python?", "1"],
+            ["How do I learn Python?", "What  is the best way to learn Python?", "1"],
+        ]
+    )
+    cleaned, dropped = prepare.clean(raw, DATA, "x.tsv")
+    assert len(cleaned) == 1 and dropped["duplicate_pair"] == 2
+
+
+def test_invalid_label_is_an_error_naming_rows_or_dropped_by_param():
+    raw = frame(
+        [
+            ["How do I learn Python?", "How can I learn Python fast?", "1"],
+            ["How do I learn Python?", "How do I learn Rust today?", "yes"],
+        ]
+    )
+    with pytest.raises(InputError, match=r"x\.tsv.*row 2 \('yes'\)"):
+        prepare.clean(raw, DATA, "x.tsv")
+    cleaned, dropped = prepare.clean(raw, {**DATA, "invalid_labels": "drop"}, "x.tsv")
+    assert len(cleaned) == 1 and dropped["invalid_label"] == 1
+
+
+def test_unicode_is_normalized():
+    raw = frame([["What is ﬁnance\u00a0really?", "What is finance  really?", "1"]])
+    cleaned, _ = prepare.clean(raw, {**DATA, "drop_duplicate_pairs": False}, "x.tsv")
+    assert cleaned.loc[0, "question1"] == cleaned.loc[0, "question2"] == "What is finance really?"
+
+
+def write(tmp_path, name, content: bytes):
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+def test_reads_tsv_with_quoted_newlines_crlf_and_bom(tmp_path):
+    content = (
+        "\ufeffid\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\r\n"
+        '1\t1\t2\t"How do I\nlearn Python?"\tWhat is the way to learn Python?\t1\r\n'
+        "2\t3\t4\tIs NA a real question?\tnull\t0\r\n"
+    ).encode()
+    pairs = prepare.read_pairs(write(tmp_path, "q.tsv", content))
+    assert list(pairs.columns[:1]) == ["id"]
+    assert pairs.loc[0, "question1"] == "How do I\nlearn Python?"
+    assert (
+        pairs.loc[1, "question1"] == "Is NA a real question?"
+        and pairs.loc[1, "question2"] == "null"
+    )
+
+
+def test_reads_kaggle_csv(tmp_path):
+    content = (
+        b'"id","qid1","qid2","question1","question2","is_duplicate"\n'
+        b'"0","1","2","What is the step by step guide to invest in share market?",'
+        b'"What is the step by step guide to invest in share market in india?","0"\n'
+        b'"1","3","4","How can I increase the speed of my internet connection, '
+        b'really?","",0\n'
+    )
+    pairs = prepare.read_pairs(write(tmp_path, "train.csv", content))
+    assert len(pairs) == 2 and pd.isna(pairs.loc[1, "question2"])
+
+
+def test_invalid_utf8_names_the_line_or_is_replaced_by_param(tmp_path):
+    content = (
+        b"question1\tquestion2\tis_duplicate\n"
+        b"How do I learn Python?\tWhat is Python?\t1\n"
+        b"Bad \xff byte here?\tWhat is Python?\t0\n"
+    )
+    path = write(tmp_path, "bad.tsv", content)
+    with pytest.raises(InputError, match=r"bad\.tsv: line 3: invalid UTF-8 byte 0xff"):
+        prepare.read_pairs(path)
+    pairs = prepare.read_pairs(path, encoding_errors="replace")
+    assert pairs.loc[1, "question1"] == "Bad \ufffd byte here?"
+
+
+def test_missing_columns_and_unknown_extension_are_clear_errors(tmp_path):
+    with pytest.raises(InputError, match=r"missing column\(s\) is_duplicate; found q1"):
+        prepare.read_pairs(write(tmp_path, "a.csv", b"q1,question1,question2\nx,y,z\n"))
+    with pytest.raises(InputError, match="unknown file extension '.xlsx'"):
+        prepare.read_pairs(write(tmp_path, "a.xlsx", b"x"))
+    with pytest.raises(InputError, match="file not found"):
+        prepare.read_pairs(tmp_path / "none.tsv")
+
+
+def test_prepare_cli_reports_bad_input_without_traceback(tmp_path, params, capsys):
+    import yaml
+
+    params["data"]["source"] = str(write(tmp_path, "x.tsv", b"question1\tquestion2\n"))
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(SystemExit, match=r"prepare: error: .*x\.tsv: missing column"):
+        prepare.main(["--params", str(path)])
+
+
+def test_demo_is_deterministic_balanced_and_not_exact_match():
+    a, b = demo.generate(3000, seed=1), demo.generate(3000, seed=1)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(demo.generate(3000, seed=2))
+    assert a["is_duplicate"].mean() == pytest.approx(0.37, abs=0.005)
+    assert (a["question1"].str.lower() == a["question2"].str.lower()).sum() == 0
+    assert a["question1"].nunique() > 1000
+
+
+def jaccard(q1, q2):
+    from pipeline.text import token_lists
+
+    out = []
+    for x, y in zip(token_lists(q1), token_lists(q2), strict=True):
+        x, y = set(x), set(y)
+        out.append(len(x & y) / len(x | y))
+    return np.array(out)
+
+
+def test_demo_word_overlap_alone_does_not_solve_it():
+    data = demo.generate(4000, seed=3)
+    overlap = jaccard(data["question1"], data["question2"])
+    labels = data["is_duplicate"].to_numpy()
+    best = max(((overlap >= t) == labels).mean() for t in np.linspace(0, 1, 101))
+    assert best < 0.75  # majority class is 0.63
+    assert overlap[labels == 0].mean() > overlap[labels == 1].mean() - 0.1
+
+
+def test_random_split_is_stratified_and_deterministic():
+    data = demo.generate(3000, seed=0)
+    split = {"strategy": "random", "seed": 7, "train": 0.8, "val": 0.1, "test": 0.1}
+    parts, _ = prepare.split_pairs(data, split)
+    again, _ = prepare.split_pairs(data, split)
+    assert sum(len(p) for p in parts.values()) == len(data)
+    for name in parts:
+        pd.testing.assert_frame_equal(parts[name], again[name])
+        assert parts[name]["is_duplicate"].mean() == pytest.approx(0.37, abs=0.02)
+    assert len(parts["train"]) == 2400
+
+
+def test_question_disjoint_split_shares_no_question():
+    data = demo.generate(3000, seed=0)
+    split = {"strategy": "question_disjoint", "seed": 7, "train": 0.8, "val": 0.1, "test": 0.1}
+    parts, info = prepare.split_pairs(data, split)
+    texts = {
+        name: set(pd.concat([p["question1"], p["question2"]]).str.casefold())
+        for name, p in parts.items()
+    }
+    assert not texts["train"] & texts["val"]
+    assert not texts["train"] & texts["test"]
+    assert not texts["val"] & texts["test"]
+    kept = sum(len(p) for p in parts.values())
+    assert kept + info["pairs_dropped_for_disjointness"] == len(data)
+    assert 0.7 < len(parts["train"]) / kept < 0.9
+
+
+def test_question_disjoint_cuts_a_giant_component():
+    hub = "What is the one question everybody links to?"
+    rows = [[hub, f"Question number {i} about the hub topic?", i % 2] for i in range(100)]
+    parts, info = prepare.split_pairs(
+        frame(rows),
+        {"strategy": "question_disjoint", "seed": 0, "train": 0.8, "val": 0.1, "test": 0.1},
+    )
+    assert info["pairs_dropped_for_disjointness"] > 0
+    assert sum(len(p) for p in parts.values()) + info["pairs_dropped_for_disjointness"] == 100
+
+
+def test_run_writes_splits_and_report(params):
+    report = prepare.run(params)
+    for split in ("train", "val", "test"):
+        written = pd.read_parquet(f"{params['data']['processed_dir']}/{split}.parquet")
+        assert len(written) == report[split]["pairs"] > 0
+    saved = json.loads(open(params["data"]["report"]).read())
+    assert saved["rows_kept"] == report["rows_kept"]
+    assert set(saved["dropped"]) == {
+        "missing_question",
+        "shorter_than_min_chars",
+        "invalid_label",
+        "duplicate_pair",
+    }
+    assert (
+        saved["train"]["pairs"] + saved["val"]["pairs"] + saved["test"]["pairs"]
+        == saved["rows_kept"]
+    )
+
+
+@needs_shared
+def test_real_quora_subset_is_a_valid_source(params):
+    params["data"]["source"] = str(SHARED_TSV)
+    report = prepare.run(params)
+    assert report["rows_read"] == 28984
+    assert report["rows_kept"] > 28000
+    assert 0.45 < report["train"]["positive_rate"] < 0.55

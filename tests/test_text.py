@@ -1,0 +1,24 @@
+from pipeline.text import TextConfig, normalize, token_lists
+
+
+def test_normalize_nfkc_and_whitespace():
+    out = normalize(["  ﬁne\u00a0\ttext\r\nhere ", None, "Ｆｕｌｌｗｉｄｔｈ"])
+    assert out[0] == "fine text here"
+    assert out.isna()[1]
+    assert out[2] == "Fullwidth"
+
+
+def test_tokenize_splits_symbols_and_keeps_scripts():
+    tokens = token_lists(["Don't use C++?", "café 日本語 😀", "", None])
+    assert tokens[0] == ["don", "'", "t", "use", "c", "+", "+", "?"]
+    assert tokens[1] == ["café", "日本語", "😀"]
+    assert tokens[2] == [] and tokens[3] == []
+
+
+def test_lowercase_is_a_setting():
+    assert token_lists(["Hello World"], TextConfig(lowercase=False)) == [["Hello", "World"]]
+
+
+def test_tokenized_and_raw_quora_text_agree():
+    # the bimpm rows of the subset are pre-tokenized ("what 's") while raw rows are not
+    assert token_lists(["What's up?"]) == token_lists(["What 's up ?"])
