@@ -1,0 +1,47 @@
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+export UV_COMPILE_BYTECODE := 1
+
+.PHONY: setup demo test lint bench lock clean
+
+## setup: create .venv and install the pinned stack (uv; falls back to pip)
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@if $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv; then \
+		$(PYTHON) -m uv venv -q --allow-existing --python $(PYTHON) $(VENV) && \
+		$(PYTHON) -m uv pip install -q --python $(BIN)/python -r requirements.lock && \
+		$(PYTHON) -m uv pip install -q --python $(BIN)/python --no-deps -e . ; \
+	else \
+		$(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q -r requirements.lock && \
+		$(BIN)/pip install -q --no-deps -e . ; \
+	fi
+	touch $@
+
+## demo: run the whole pipeline on the synthetic demo data and print the model table
+demo: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@cat reports/models.md
+
+## test: the whole test suite (about 8 minutes on 2 cores)
+test: setup
+	$(BIN)/python -m pytest -q
+
+## lint: ruff check + format check
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## bench: benchmarks on the real Quora subset in ../shared (not tests)
+bench: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/embeddings.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/accuracy.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/scoring.py
+
+## lock: re-resolve requirements.lock from pyproject.toml
+lock:
+	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --extra pretrained --python-version 3.11 -q -o requirements.lock
+
+clean:
+	rm -rf $(VENV)
