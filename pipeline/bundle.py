@@ -73,17 +73,23 @@ class Bundle:
     def predict_raw(self, q1s, q2s, batch_size: int = 4096) -> np.ndarray:
         """The model's own output per pair (a distance for siamese, else a probability).
 
-        Questions must be valid text; each distinct question is featurized once.
+        Every question must be text that is not empty after normalization.
         """
-        form = self.text_model.text.unicode_form
-        errors, q1, q2 = question_errors(q1s, q2s, form)
+        errors, q1, q2 = question_errors(q1s, q2s, self.text_model.text.unicode_form)
         if (errors != "").any():
             row = int(np.flatnonzero(errors != "")[0])
             raise ValueError(f"pair {row}: {errors[row]}")
+        return self.raw_from_normalized(q1, q2, batch_size)
+
+    def raw_from_normalized(
+        self, q1: pd.Series, q2: pd.Series, batch_size: int = 4096
+    ) -> np.ndarray:
+        """Model outputs for already normalized, valid questions; each distinct one encoded once."""
         n = len(q1)
         if n == 0:
             return np.zeros(0, dtype=np.float32)
-        codes, uniques = pd.factorize(pd.concat([q1, q2], ignore_index=True))
+        both = pd.concat([q1.reset_index(drop=True), q2.reset_index(drop=True)], ignore_index=True)
+        codes, uniques = pd.factorize(both)
         first, second = codes[:n], codes[n:]
         tokens = self.text_model.tokens(pd.Series(uniques, dtype="string"))
         kind = self.meta["kind"]

@@ -69,3 +69,13 @@ def featurized(tmp_path_factory):
     vectors.run(params)
     features.run(params)
     return params
+
+
+@pytest.fixture(scope="session")
+def bundles(featurized):
+    """logreg and residual bundles trained on the tiny featurized data."""
+    from pipeline import train
+
+    for name in ("logreg", "residual"):
+        train.run(featurized, name)
+    return {name: Path(featurized["train"]["models_dir"]) / name for name in ("logreg", "residual")}

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -18,7 +17,9 @@ MODELS = ["logreg", "siamese", "residual", "birnn_cnn"]
 
 def run(cmd, cwd, env):
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result.stdout
 
 
@@ -56,10 +57,15 @@ def repo(tmp_path_factory):
     params["residual"].update(units=8, head_units=8, epochs=2)
     params["birnn_cnn"].update(rnn_units=4, conv_filters=4, dense_units=8, head_units=8, epochs=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
-           "PYTHONPATH": str(repo)}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+        "PYTHONPATH": str(repo),
+    }
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "tiny pipeline"], repo, env)
@@ -71,8 +77,16 @@ def test_repro_writes_every_models_metrics(repo):
     repo, _ = repo
     for name in MODELS:
         metrics = json.loads((repo / "metrics" / f"{name}.json").read_text())
-        for key in ("accuracy", "precision", "recall", "f1", "log_loss", "roc_auc", "pr_auc",
-                    "threshold"):
+        for key in (
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "log_loss",
+            "roc_auc",
+            "pr_auc",
+            "threshold",
+        ):
             assert key in metrics
         assert (repo / "models" / name / "bundle.json").exists()
         assert (repo / "reports" / "eval" / name / "plots" / "sklearn" / "roc.json").exists()

@@ -1,0 +1,286 @@
+"""Score new question pairs with a trained model bundle, streaming any size of file.
+
+CLI: python -m pipeline.score --model models/<name> --input IN --output OUT (or `dupq-score`).
+Every input row comes out, in order, with its columns plus `probability`, `prediction` and
+`error` (empty when scored). Rows whose question is missing, not text or empty get an error
+message instead of a score; they are never dropped. Whole-file problems stop before any work
+with exit code 2 and a one-line message. OUT is written to a temporary file and renamed at
+the end, so a failed run leaves no partial OUT and keeps an existing one.
+
+Python API: `from pipeline.score import load_bundle`; `load_bundle(path).predict_proba(q1s, q2s)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from pipeline.bundle import Bundle, BundleError, load_bundle, question_errors
+from pipeline.io import InputError, atomic_path, table_format
+
+__all__ = ["load_bundle", "score_file", "main"]
+log = logging.getLogger("score")
+NEW_COLUMNS = ("probability", "prediction", "error")
+CSV_OPTIONS = dict(dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+BLOCK = 1 << 24
+
+
+def check_utf8(path: Path) -> None:
+    """Fail before any work if a text file is not UTF-8, naming the first bad line."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, offset = 1, 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(BLOCK), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as err:
+                bad_line = line + block[: err.start].count(b"\n")
+                raise InputError(
+                    f"{path}: line {bad_line}: not valid UTF-8 "
+                    f"(byte 0x{block[err.start]:02x}); re-encode the file as UTF-8"
+                ) from None
+            line += block.count(b"\n")
+            offset += len(block)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: line {line}: file ends inside a UTF-8 character") from None
+
+
+def read_header(path: Path, fmt: str) -> list[str]:
+    if fmt == "parquet":
+        try:
+            return pq.ParquetFile(path).schema_arrow.names
+        except (pa.ArrowInvalid, OSError) as err:
+            raise InputError(f"{path}: not a readable parquet file ({err})") from None
+    if fmt == "jsonl":
+        with open(path, encoding="utf-8-sig") as f:
+            first = next((line for line in f if line.strip()), None)
+        if first is None:
+            return []
+        try:
+            return list(pd.read_json(StringIO(first), lines=True).columns)
+        except ValueError as err:
+            raise InputError(f"{path}: line 1: not a JSON object ({err})") from None
+    try:
+        return list(
+            pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", nrows=0, **CSV_OPTIONS).columns
+        )
+    except pd.errors.EmptyDataError:
+        return []
+    except pd.errors.ParserError as err:
+        raise InputError(f"{path}: cannot parse the header ({err})") from None
+
+
+def read_chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
+    """The input in chunks of `rows` rows, so memory stays flat whatever the file size."""
+    try:
+        yield from _chunks(path, fmt, rows)
+    except (ValueError, pd.errors.ParserError, pa.ArrowInvalid) as err:
+        raise InputError(f"{path}: cannot parse as {fmt}: {err}") from None
+
+
+def _chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
+    if fmt == "parquet":
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+            yield batch.to_pandas()
+    elif fmt == "jsonl":
+        yield from pd.read_json(path, lines=True, chunksize=rows, dtype=False, encoding="utf-8-sig")
+    else:
+        yield from pd.read_csv(
+            path, sep="\t" if fmt == "tsv" else ",", chunksize=rows, **CSV_OPTIONS
+        )
+
+
+class ChunkWriter:
+    """Appends scored chunks to an open output in csv, tsv, jsonl or parquet."""
+
+    def __init__(self, path: Path, fmt: str):
+        self.path, self.fmt = path, fmt
+        self.parquet: pq.ParquetWriter | None = None
+        self.handle = None if fmt == "parquet" else open(path, "w", encoding="utf-8", newline="")
+        self.wrote_header = False
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.fmt == "parquet":
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self.parquet is None:
+                self.parquet = pq.ParquetWriter(self.path, table.schema)
+            self.parquet.write_table(table.cast(self.parquet.schema))
+        elif self.fmt == "jsonl":
+            if len(frame):  # pandas ends each lines=True dump with a newline
+                frame.to_json(self.handle, orient="records", lines=True, force_ascii=False)
+        else:
+            frame.to_csv(
+                self.handle,
+                sep="\t" if self.fmt == "tsv" else ",",
+                index=False,
+                header=not self.wrote_header,
+                lineterminator="\n",
+            )
+        self.wrote_header = True
+
+    def close(self) -> None:
+        if self.parquet is not None:
+            self.parquet.close()
+        if self.handle is not None:
+            self.handle.close()
+
+
+def score_frame(
+    bundle: Bundle, frame: pd.DataFrame, q1_col: str, q2_col: str, threshold: float, batch_size: int
+) -> pd.DataFrame:
+    """The chunk with probability, prediction and error columns added."""
+    errors, q1, q2 = question_errors(
+        frame[q1_col], frame[q2_col], bundle.text_model.text.unicode_form
+    )
+    valid = errors == ""
+    probability = np.full(len(frame), np.nan, dtype=np.float64)
+    if valid.any():
+        raw = bundle.raw_from_normalized(q1[valid], q2[valid], batch_size)
+        probability[valid] = bundle.probability_from_raw(raw)
+    prediction = pd.array(np.where(valid, probability >= threshold, 0), dtype="Int8")
+    prediction[~valid] = pd.NA
+    out = frame.copy()
+    out["probability"] = probability
+    out["prediction"] = prediction
+    out["error"] = pd.array(errors, dtype="string")
+    return out
+
+
+def score_file(
+    model: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    q1_col: str = "question1",
+    q2_col: str = "question2",
+    threshold: float | None = None,
+    chunk_rows: int = 50_000,
+    batch_size: int = 4096,
+    input_format: str | None = None,
+    output_format: str | None = None,
+    quiet: bool = False,
+) -> dict:
+    """Score `input_path` into `output_path`; returns counts of rows scored and with errors."""
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.exists():
+        raise InputError(f"{input_path}: file not found")
+    in_fmt = table_format(input_path, input_format)
+    out_fmt = table_format(output_path, output_format)
+    if input_path.stat().st_size == 0:
+        raise InputError(f"{input_path}: empty file (not even a header)")
+    if in_fmt != "parquet":
+        check_utf8(input_path)
+    columns = read_header(input_path, in_fmt)
+    if not columns:
+        raise InputError(f"{input_path}: empty file (no header)")
+    missing = [c for c in (q1_col, q2_col) if c not in columns]
+    if missing:
+        raise InputError(
+            f"{input_path}: missing column(s) {', '.join(missing)}; "
+            f"found {', '.join(map(str, columns))}"
+        )
+    clash = [c for c in NEW_COLUMNS if c in columns]
+    if clash:
+        raise InputError(
+            f"{input_path}: already has output column(s) {', '.join(clash)}; "
+            "rename them so nothing is overwritten"
+        )
+    bundle = load_bundle(model)
+    threshold = bundle.threshold if threshold is None else float(threshold)
+
+    counts = {"rows": 0, "scored": 0, "errors": 0}
+    start = time.perf_counter()
+    show = not quiet and sys.stderr.isatty()
+    with (
+        atomic_path(output_path) as tmp,
+        tqdm(unit=" rows", disable=not show, desc="scoring") as bar,
+    ):
+        writer = ChunkWriter(tmp, out_fmt)
+        try:
+            for chunk in read_chunks(input_path, in_fmt, chunk_rows):
+                scored = score_frame(bundle, chunk, q1_col, q2_col, threshold, batch_size)
+                writer.write(scored)
+                bad = int((scored["error"] != "").sum())
+                counts["rows"] += len(scored)
+                counts["errors"] += bad
+                counts["scored"] += len(scored) - bad
+                bar.update(len(scored))
+            if not writer.wrote_header:  # header-only input: header-only output
+                empty = pd.DataFrame({c: pd.Series(dtype="string") for c in columns})
+                writer.write(score_frame(bundle, empty, q1_col, q2_col, threshold, batch_size))
+        finally:
+            writer.close()
+    counts["seconds"] = round(time.perf_counter() - start, 3)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dupq-score", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="model bundle directory (models/<name>)")
+    parser.add_argument("--input", required=True, help="pairs to score: .csv .tsv .parquet .jsonl")
+    parser.add_argument("--output", required=True, help="where to write the scored rows")
+    parser.add_argument("--q1-col", default="question1")
+    parser.add_argument("--q2-col", default="question2")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="probability cut for prediction (default: the bundle's)",
+    )
+    parser.add_argument("--batch-size", type=int, default=50_000, help="rows read per chunk")
+    parser.add_argument(
+        "--format",
+        default=None,
+        choices=["csv", "tsv", "parquet", "jsonl"],
+        help="input format (default: from the extension)",
+    )
+    parser.add_argument(
+        "--output-format",
+        default=None,
+        choices=["csv", "tsv", "parquet", "jsonl"],
+        help="output format (default: from the extension)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    args = parser.parse_args(argv)
+    try:
+        counts = score_file(
+            args.model,
+            args.input,
+            args.output,
+            args.q1_col,
+            args.q2_col,
+            args.threshold,
+            args.batch_size,
+            input_format=args.format,
+            output_format=args.output_format,
+            quiet=args.quiet,
+        )
+    except (InputError, BundleError) as err:
+        print(f"dupq-score: error: {err}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        rate = counts["rows"] / counts["seconds"] if counts["seconds"] else 0.0
+        print(
+            f"dupq-score: {counts['rows']} rows -> {args.output}: {counts['scored']} scored, "
+            f"{counts['errors']} with errors ({rate:,.0f} rows/s)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from pipeline import evaluate, score
+from pipeline.score import load_bundle, score_file
+
+PAIRS = pd.DataFrame(
+    {
+        "id": [10, 11, 12, 13, 14],
+        "question1": [
+            "How do I learn Python?",
+            "What is the best way to learn Rust?",
+            "How do I learn Python?",
+            "Where to live in Japan? 日本 😀",
+            "Why is my laptop slow?",
+        ],
+        "question2": [
+            "What is the best way to learn Python?",
+            "How do I teach Rust?",
+            "How do I teach Python?",
+            "Which cities in Japan are best to settle in?",
+            "How can I make my laptop faster?",
+        ],
+        "note": ["a", "b", "c", "d", "e"],
+    }
+)
+
+
+def read_any(path):
+    fmt = path.suffix
+    if fmt == ".parquet":
+        return pd.read_parquet(path)
+    if fmt == ".jsonl":
+        return pd.read_json(path, lines=True, dtype=False)
+    return pd.read_csv(path, sep="\t" if fmt == ".tsv" else ",", dtype=str, keep_default_na=False)
+
+
+def write_any(frame, path):
+    fmt = path.suffix
+    if fmt == ".parquet":
+        frame.to_parquet(path, index=False)
+    elif fmt == ".jsonl":
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        frame.to_csv(path, sep="\t" if fmt == ".tsv" else ",", index=False)
+
+
+@pytest.mark.parametrize("ext", [".csv", ".tsv", ".parquet", ".jsonl"])
+def test_round_trip_in_every_format(bundles, tmp_path, ext):
+    source = tmp_path / f"in{ext}"
+    write_any(PAIRS, source)
+    counts = score_file(bundles["logreg"], source, tmp_path / f"out{ext}", quiet=True, chunk_rows=2)
+    out = read_any(tmp_path / f"out{ext}")
+    assert counts == {**counts, "rows": 5, "scored": 5, "errors": 0}
+    assert list(out.columns) == [
+        "id",
+        "question1",
+        "question2",
+        "note",
+        "probability",
+        "prediction",
+        "error",
+    ]
+    assert out["note"].tolist() == list("abcde")  # order and original columns kept
+    expected = load_bundle(bundles["logreg"]).predict_proba(PAIRS.question1, PAIRS.question2)
+    assert np.allclose(out["probability"].astype(float), expected, atol=1e-6)
+
+
+def test_bad_rows_get_an_error_and_keep_their_place(bundles, tmp_path):
+    rows = pd.DataFrame(
+        {
+            "question1": ["How do I learn Python?", None, "   ", 42, "?!", "x" * 100_000],
+            "question2": [
+                "How can I learn Python?",
+                "Is Rust hard?",
+                "Is Rust hard?",
+                "Is Rust hard?",
+                "Is Rust hard?",
+                "How do I learn Python?",
+            ],
+        }
+    )
+    rows["question1"] = rows["question1"].astype(object)
+    source = tmp_path / "in.jsonl"
+    write_any(rows, source)
+    counts = score_file(bundles["residual"], source, tmp_path / "out.jsonl", quiet=True)
+    out = pd.read_json(tmp_path / "out.jsonl", lines=True, dtype=False)
+    assert len(out) == 6 and counts["errors"] == 3
+    assert out["error"].tolist() == [
+        "",
+        "question1 is missing",
+        "question1 is empty",
+        "question1 is not text",
+        "",
+        "",
+    ]
+    assert out["probability"].isna().tolist() == [False, True, True, True, False, False]
+
+
+def test_csv_with_crlf_quoted_newlines_and_bom(bundles, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_bytes(
+        '\ufeffquestion1,question2\r\n"How do I\r\nlearn Python?",What is Python?\r\n'
+        "Why?,Why not?\r\n".encode()
+    )
+    score_file(bundles["logreg"], source, tmp_path / "out.csv", quiet=True)
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert len(out) == 2 and out.loc[0, "question1"] == "How do I\r\nlearn Python?"
+
+
+def test_header_only_input_gives_header_only_output(bundles, tmp_path):
+    (tmp_path / "in.csv").write_text("question1,question2,x\n")
+    counts = score_file(bundles["logreg"], tmp_path / "in.csv", tmp_path / "out.csv", quiet=True)
+    assert counts["rows"] == 0
+    assert (
+        tmp_path / "out.csv"
+    ).read_text() == "question1,question2,x,probability,prediction,error\n"
+
+
+def cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.score", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_whole_file_problems_exit_2_with_one_line(bundles, tmp_path):
+    model = bundles["logreg"]
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "cols.csv").write_text("q1,q2\na,b\n")
+    (tmp_path / "bad.tsv").write_bytes(b"question1\tquestion2\nok?\tfine?\nbad \xff\tx\n")
+    (tmp_path / "in.csv").write_text("question1,question2\nHow?,Why?\n")
+    (tmp_path / "nobundle").mkdir()
+    cases = [
+        (tmp_path / "missing.csv", model, "missing.csv: file not found"),
+        (tmp_path / "in.xlsx", model, "unknown file extension '.xlsx'"),
+        (tmp_path / "cols.csv", model, "missing column(s) question1, question2; found q1, q2"),
+        (tmp_path / "bad.tsv", model, "bad.tsv: line 3: not valid UTF-8"),
+        (tmp_path / "empty.csv", model, "empty.csv: empty file"),
+        (tmp_path / "in.csv", tmp_path / "nobundle", "bundle.json is missing"),
+    ]
+    (tmp_path / "in.xlsx").write_text("x")
+    for source, bundle, message in cases:
+        result = cli("--model", bundle, "--input", source, "--output", tmp_path / "out.csv")
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_failure_mid_file_leaves_no_partial_output_and_keeps_existing(
+    bundles, tmp_path, monkeypatch
+):
+    source = tmp_path / "in.csv"
+    write_any(pd.concat([PAIRS] * 4, ignore_index=True), source)
+    output = tmp_path / "out.csv"
+    output.write_text("previous results\n")
+    real = score.score_frame
+    calls = {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(score, "score_frame", failing)
+    with pytest.raises(KeyboardInterrupt):
+        score_file(bundles["logreg"], source, output, chunk_rows=5, quiet=True)
+    assert output.read_text() == "previous results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+
+
+def test_same_pair_same_probability_through_evaluate_cli_and_api(featurized, bundles, tmp_path):
+    test = pd.read_parquet(f"{featurized['data']['processed_dir']}/test.parquet")
+    evaluate.run(featurized, "residual")
+    bundle = load_bundle(bundles["residual"])
+    api = bundle.predict_proba(test["question1"], test["question2"])
+    raw_eval = bundle.predict_raw(test["question1"], test["question2"])
+    source = tmp_path / "test.parquet"
+    test.to_parquet(source)
+    result = cli(
+        "--model",
+        bundles["residual"],
+        "--input",
+        source,
+        "--output",
+        tmp_path / "o.parquet",
+        "--batch-size",
+        7,
+    )
+    assert result.returncode == 0, result.stderr
+    via_cli = pd.read_parquet(tmp_path / "o.parquet")["probability"].to_numpy()
+    assert np.allclose(via_cli, api, rtol=0, atol=1e-6)
+    assert np.allclose(bundle.probability_from_raw(raw_eval), api, rtol=0, atol=1e-6)
+    metrics = json.loads(open(f"{featurized['evaluate']['metrics_dir']}/residual.json").read())
+    predicted = (via_cli >= metrics["threshold"]).astype(int)
+    assert (predicted == test["is_duplicate"]).mean() == pytest.approx(metrics["accuracy"])
+
+
+def test_threshold_override_and_summary(bundles, tmp_path):
+    write_any(PAIRS, tmp_path / "in.csv")
+    result = cli(
+        "--model",
+        bundles["logreg"],
+        "--input",
+        tmp_path / "in.csv",
+        "--output",
+        tmp_path / "out.tsv",
+        "--threshold",
+        "0",
+    )
+    assert result.returncode == 0
+    assert "5 rows" in result.stderr and "5 scored, 0 with errors" in result.stderr
+    out = pd.read_csv(tmp_path / "out.tsv", sep="\t")
+    assert (out["prediction"] == 1).all()
