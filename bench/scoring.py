@@ -1,0 +1,127 @@
+"""Benchmark: batch scoring through the CLI, 100k and 1M pairs, every model.
+
+Pairs are built from the questions of ../shared/data/quora/quora_pairs_subset.tsv (random
+pairings, seeded) and written as CSV. Each model's bundle scores them with
+`python -m pipeline.score` in a child process whose peak RSS is sampled; comparing 100k with
+1M pairs shows whether memory grows with the input. Prints and writes
+reports/bench/scoring.json. Not a test: figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import psutil
+from common import ROOT, SHARED_TSV, machine
+
+from pipeline.io import write_json
+
+
+def make_pairs(n: int, seed: int = 0) -> pd.DataFrame:
+    pairs = pd.read_csv(SHARED_TSV, sep="\t", keep_default_na=False)
+    questions = pd.concat([pairs["question1"], pairs["question2"]], ignore_index=True).to_numpy()
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "question1": questions[rng.integers(0, len(questions), n)],
+            "question2": questions[rng.integers(0, len(questions), n)],
+        }
+    )
+
+
+def run_with_peak_rss(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (MB) of a child process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(cmd, cwd=ROOT)
+    watched = psutil.Process(process.pid)
+    peak = 0
+    while process.poll() is None:
+        try:
+            peak = max(peak, watched.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    if process.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {process.returncode}")
+    return time.perf_counter() - start, peak / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--models-dir",
+        default="reports/bench/accuracy_run/models",
+        help="bundles to benchmark (bench/accuracy.py trains them on real data)",
+    )
+    parser.add_argument(
+        "--models", nargs="*", default=["logreg", "siamese", "residual", "birnn_cnn"]
+    )
+    parser.add_argument("--sizes", nargs="*", type=int, default=[100_000, 1_000_000])
+    parser.add_argument("--work", default="reports/bench/scoring_run")
+    parser.add_argument("--output", default="reports/bench/scoring.json")
+    args = parser.parse_args()
+    work = ROOT / args.work
+    work.mkdir(parents=True, exist_ok=True)
+    inputs = {}
+    for size in args.sizes:
+        inputs[size] = work / f"pairs_{size}.csv"
+        if not inputs[size].exists():
+            make_pairs(size).to_csv(inputs[size], index=False)
+
+    results = {}
+    for model in args.models:
+        bundle = ROOT / args.models_dir / model
+        if not bundle.exists():
+            print(f"skipping {model}: no bundle at {bundle}")
+            continue
+        results[model] = {}
+        for size, path in inputs.items():
+            seconds, peak = run_with_peak_rss(
+                [
+                    sys.executable,
+                    "-m",
+                    "pipeline.score",
+                    "--model",
+                    str(bundle),
+                    "--input",
+                    str(path),
+                    "--output",
+                    str(work / f"scored_{model}_{size}.csv"),
+                    "--quiet",
+                ]
+            )
+            results[model][str(size)] = {
+                "seconds": round(seconds, 1),
+                "pairs_per_s": round(size / seconds),
+                "peak_rss_mb": round(peak),
+            }
+            print(
+                f"{model:<10} {size:>9,} pairs: {size / seconds:>9,.0f} pairs/s, "
+                f"peak RSS {peak:,.0f} MB"
+            )
+        largest, smallest = str(max(args.sizes)), str(min(args.sizes))
+        results[model].update(
+            pairs_per_s=results[model][largest]["pairs_per_s"],
+            peak_rss_mb=results[model][largest]["peak_rss_mb"],
+            peak_rss_mb_at_100k=results[model][smallest]["peak_rss_mb"],
+        )
+    write_json(
+        ROOT / args.output,
+        {
+            "machine": machine(),
+            "sizes": args.sizes,
+            "models": results,
+            "note": "wall time of the CLI process, start-up included",
+        },
+    )
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
