@@ -99,7 +99,7 @@ def main() -> None:
             results[model]["blog_precision"] = metrics["blog_precision"]
     data = read_json(work / "data.json")
     report = {
-        "data": args.data,
+        "data": os.path.relpath(args.data, ROOT),
         "pairs": {s: data[s]["pairs"] for s in ("train", "val", "test")},
         "overrides": args.set,
         "stage_seconds": {k: round(v, 1) for k, v in seconds.items()},
