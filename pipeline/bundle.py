@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,24 +31,40 @@ class BundleError(Exception):
     """A bundle that cannot be loaded: the message says what is missing or incompatible."""
 
 
-def question_errors(q1, q2, unicode_form: str = "NFKC") -> tuple[np.ndarray, pd.Series, pd.Series]:
-    """Per-row error message ('' when the pair can be scored) and the normalized questions."""
-    messages = np.full(len(q1), "", dtype=object)
-    cleaned = []
-    for label, column in (("question1", q1), ("question2", q2)):
-        column = pd.Series(column).reset_index(drop=True)
-        missing = column.isna().to_numpy()
-        if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
-            not_text = np.zeros(len(column), dtype=bool)
+@dataclass
+class Pairs:
+    """Pairs as codes into their distinct questions, so each question is normalized and
+    encoded once however often it repeats."""
+
+    questions: pd.Series  # distinct questions, normalized
+    first: np.ndarray  # per pair: index into `questions` of question 1
+    second: np.ndarray
+    errors: np.ndarray  # per pair: '' when it can be scored, else what is wrong
+
+    @classmethod
+    def from_columns(cls, q1, q2, unicode_form: str = "NFKC") -> Pairs:
+        q1, q2 = pd.Series(q1, dtype=object), pd.Series(q2, dtype=object)
+        n = len(q1)
+        codes, distinct = pd.factorize(pd.concat([q1, q2], ignore_index=True), use_na_sentinel=True)
+        distinct = pd.Series(distinct, dtype=object)
+        if pd.api.types.infer_dtype(distinct, skipna=True) in ("string", "empty"):
+            not_text = np.zeros(len(distinct), dtype=bool)
         else:  # mixed values (JSON lines, parquet): find the ones that are not strings
-            is_str = column.map(lambda v: isinstance(v, str), na_action="ignore")
-            not_text = ~missing & ~is_str.fillna(True).astype(bool).to_numpy()
-        text = normalize(column.where(~pd.Series(not_text), None), unicode_form)
-        empty = ~missing & ~not_text & (text.fillna("") == "").to_numpy()
-        for mask, problem in ((missing, "missing"), (not_text, "not text"), (empty, "empty")):
-            messages[mask & (messages == "")] = f"{label} is {problem}"
-        cleaned.append(text)
-    return messages, cleaned[0], cleaned[1]
+            not_text = ~distinct.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+        text = normalize(distinct.where(~not_text, None), unicode_form)
+        empty = (text.fillna("") == "").to_numpy(dtype=bool) & ~not_text
+        problem = np.where(not_text, "not text", np.where(empty, "empty", "")).astype(object)
+        problem = np.append(problem, "missing")  # code -1 (a missing value) picks this
+        p1, p2 = problem[codes[:n]], problem[codes[n:]]
+        errors = np.where(
+            p1 != "", "question1 is " + p1, np.where(p2 != "", "question2 is " + p2, "")
+        ).astype(object)
+        codes = np.where(codes < 0, 0, codes)
+        return cls(text.fillna(""), codes[:n], codes[n:], errors)
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.errors == ""
 
 
 class Bundle:
@@ -70,28 +87,24 @@ class Bundle:
     def threshold(self) -> float:
         return float(self.meta["threshold"])
 
-    def predict_raw(self, q1s, q2s, batch_size: int = 4096) -> np.ndarray:
+    def predict_raw(self, q1s, q2s, batch_size: int = 8192) -> np.ndarray:
         """The model's own output per pair (a distance for siamese, else a probability).
 
         Every question must be text that is not empty after normalization.
         """
-        errors, q1, q2 = question_errors(q1s, q2s, self.text_model.text.unicode_form)
-        if (errors != "").any():
-            row = int(np.flatnonzero(errors != "")[0])
-            raise ValueError(f"pair {row}: {errors[row]}")
-        return self.raw_from_normalized(q1, q2, batch_size)
+        pairs = Pairs.from_columns(q1s, q2s, self.text_model.text.unicode_form)
+        if not pairs.valid.all():
+            row = int(np.flatnonzero(~pairs.valid)[0])
+            raise ValueError(f"pair {row}: {pairs.errors[row]}")
+        return self.raw_for_pairs(pairs.questions, pairs.first, pairs.second, batch_size)
 
-    def raw_from_normalized(
-        self, q1: pd.Series, q2: pd.Series, batch_size: int = 4096
+    def raw_for_pairs(
+        self, questions: pd.Series, first: np.ndarray, second: np.ndarray, batch_size: int = 8192
     ) -> np.ndarray:
-        """Model outputs for already normalized, valid questions; each distinct one encoded once."""
-        n = len(q1)
-        if n == 0:
+        """Model outputs for pairs given as indices into normalized distinct `questions`."""
+        if len(first) == 0:
             return np.zeros(0, dtype=np.float32)
-        both = pd.concat([q1.reset_index(drop=True), q2.reset_index(drop=True)], ignore_index=True)
-        codes, uniques = pd.factorize(both)
-        first, second = codes[:n], codes[n:]
-        tokens = self.text_model.tokens(pd.Series(uniques, dtype="string"))
+        tokens = self.text_model.tokens(questions)
         kind = self.meta["kind"]
         if kind == "logreg":
             from pipeline.models.logreg import pair_features, predict_proba
@@ -103,9 +116,18 @@ class Bundle:
             encoded = self.text_model.token_ids(tokens)
         else:
             encoded, _ = self.text_model.embed(tokens)
-        inputs = {"q1": encoded[first], "q2": encoded[second]}
-        out = self.keras_model.predict(inputs, batch_size=batch_size, verbose=0)
-        return np.asarray(out, dtype=np.float32).ravel()
+        outputs = [
+            np.asarray(
+                self.keras_model.predict_on_batch(
+                    {
+                        "q1": encoded[first[i : i + batch_size]],
+                        "q2": encoded[second[i : i + batch_size]],
+                    }
+                )
+            ).ravel()
+            for i in range(0, len(first), batch_size)
+        ]
+        return np.concatenate(outputs).astype(np.float32)
 
     def probability_from_raw(self, raw: np.ndarray) -> np.ndarray:
         calibration = self.meta.get("calibration")
@@ -114,7 +136,7 @@ class Bundle:
         logits = calibration["coef"] * raw + calibration["intercept"]
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
 
-    def predict_proba(self, q1s, q2s, batch_size: int = 4096) -> np.ndarray:
+    def predict_proba(self, q1s, q2s, batch_size: int = 8192) -> np.ndarray:
         """P(duplicate) for each pair of raw questions."""
         return self.probability_from_raw(self.predict_raw(q1s, q2s, batch_size))
 

@@ -364,17 +364,58 @@ CONTEXTS = [
 NEGATIVE_MIX = {"confusable_intent": 0.4, "sibling_entity": 0.4, "unrelated": 0.2}
 
 
-def _tables():
-    """Flatten the tables into arrays: one row per (intent, entity) 'slot' and per template."""
-    entity_rows = [(cat, i) for cat, ents in ENTITIES.items() for i in range(len(ents))]
-    intents = list(INTENTS)
-    slots = [
+class _Options:
+    """Option lists of different lengths, flattened so rows can pick from them in one go."""
+
+    def __init__(self, table: dict[str, list[str]]):
+        keys = list(table)
+        counts = np.array([len(table[k]) for k in keys], dtype=np.int64)
+        self.flat = np.array([option for k in keys for option in table[k]], dtype=object)
+        self.start = pd.Series(np.r_[0, np.cumsum(counts)[:-1]], index=keys)
+        self.count = pd.Series(counts, index=keys)
+
+    def counts(self, keys: np.ndarray) -> np.ndarray:
+        return self.count.reindex(keys).fillna(0).to_numpy(dtype=np.int64)
+
+    def pick(self, keys: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Option number `index` (per row) of each row's list."""
+        return self.flat[self.start.reindex(keys).to_numpy(dtype=np.int64) + index]
+
+
+def _keys(*columns: np.ndarray) -> np.ndarray:
+    """Row keys such as "country/3" from parallel columns."""
+    key = pd.Series(columns[0]).astype(str)
+    for column in columns[1:]:
+        key = key + "/" + pd.Series(column).astype(str)
+    return key.to_numpy(dtype=object)
+
+
+def _partner_table() -> dict[str, list[str]]:
+    """(intent, category) -> confusable intents that also apply to that category."""
+    partners: dict[str, list[str]] = {}
+    for a, b in CONFUSABLE:
+        for first, second in ((a, b), (b, a)):
+            for category in INTENTS[first][0]:
+                if category in INTENTS[second][0]:
+                    partners.setdefault(f"{first}/{category}", []).append(second)
+    return partners
+
+
+ALIASES = _Options({f"{c}/{i}": a for c, ents in ENTITIES.items() for i, a in enumerate(ents)})
+TEMPLATES = _Options({name: spec[1] for name, spec in INTENTS.items()})
+PARTNERS = _Options(_partner_table())
+ENTITY_COUNT = {c: len(e) for c, e in ENTITIES.items()}
+
+
+def _slots() -> pd.DataFrame:
+    """Every (intent, category, entity) a question can be about."""
+    rows = [
         (intent, cat, i)
-        for intent in intents
-        for cat, i in entity_rows
-        if cat in INTENTS[intent][0]
+        for intent, (cats, _) in INTENTS.items()
+        for cat in cats
+        for i in range(len(ENTITIES[cat]))
     ]
-    return intents, pd.DataFrame(slots, columns=["intent", "category", "entity"])
+    return pd.DataFrame(rows, columns=["intent", "category", "entity"])
 
 
 def _render(
@@ -386,21 +427,13 @@ def _render(
 ) -> pd.Series:
     """Build question texts column-wise: context + prefix + alias + suffix."""
     n = len(intent)
-    alias_lists = [ENTITIES[c][e] for c, e in zip(category, entity, strict=True)]
-    n_alias = np.fromiter((len(a) for a in alias_lists), dtype=np.int64, count=n)
-    alias_pick = (rng.random(n) * n_alias).astype(np.int64)
-    alias = pd.Series([a[k] for a, k in zip(alias_lists, alias_pick, strict=True)], dtype="string")
-    text = pd.Series(
-        [INTENTS[i][1][t] for i, t in zip(intent, template, strict=True)], dtype="string"
-    )
+    alias_keys = _keys(category, entity)
+    alias_pick = (rng.random(n) * ALIASES.counts(alias_keys)).astype(np.int64)
+    alias = pd.Series(ALIASES.pick(alias_keys, alias_pick), dtype="string")
+    text = pd.Series(TEMPLATES.pick(intent, template), dtype="string")
     parts = text.str.split("{}", n=1, expand=True)
     context = pd.Series(np.asarray(CONTEXTS)[rng.integers(0, len(CONTEXTS), n)], dtype="string")
     return context + parts[0] + alias + parts[1]
-
-
-def _n_templates(intent: np.ndarray) -> np.ndarray:
-    counts = {name: len(spec[1]) for name, spec in INTENTS.items()}
-    return pd.Series(intent).map(counts).to_numpy()
 
 
 def generate(
@@ -408,11 +441,13 @@ def generate(
 ) -> pd.DataFrame:
     """Deterministic synthetic pairs with columns id, question1, question2, is_duplicate."""
     rng = np.random.default_rng(seed)
-    _, slots = _tables()
+    slots = _slots()
     n_pos = int(round(n_pairs * positive_rate))
-    kinds = np.array(
-        ["duplicate"] * n_pos
-        + list(rng.choice(list(NEGATIVE_MIX), size=n_pairs - n_pos, p=list(NEGATIVE_MIX.values())))
+    negative_kinds = rng.choice(
+        list(NEGATIVE_MIX), size=n_pairs - n_pos, p=list(NEGATIVE_MIX.values())
+    )
+    kinds = np.concatenate(
+        [np.full(n_pos, "duplicate", dtype=object), negative_kinds.astype(object)]
     )
 
     pick = slots.iloc[rng.integers(0, len(slots), n_pairs)].reset_index(drop=True)
@@ -421,25 +456,20 @@ def generate(
     entity_a = pick["entity"].to_numpy()
     intent_b, category_b, entity_b = intent_a.copy(), category_a.copy(), entity_a.copy()
 
-    # confusable intent about the same entity (fall back to sibling entity if none applies)
-    partner = {}
-    for a, b in CONFUSABLE:
-        partner.setdefault(a, []).append(b)
-        partner.setdefault(b, []).append(a)
-    confusable = kinds == "confusable_intent"
-    options = [
-        [p for p in partner.get(i, []) if c in INTENTS[p][0]]
-        for i, c in zip(intent_a[confusable], category_a[confusable], strict=True)
-    ]
-    chosen = [opts[rng.integers(len(opts))] if opts else None for opts in options]
-    has_partner = np.array([c is not None for c in chosen], dtype=bool)
-    idx = np.flatnonzero(confusable)
-    intent_b[idx[has_partner]] = [c for c in chosen if c is not None]
-    kinds[idx[~has_partner]] = "sibling_entity"
+    # confusable intent about the same entity (sibling entity where no partner applies)
+    confusable = np.flatnonzero(kinds == "confusable_intent")
+    partner_keys = _keys(intent_a[confusable], category_a[confusable])
+    n_partners = PARTNERS.counts(partner_keys)
+    has_partner = n_partners > 0
+    choice = (rng.random(len(confusable)) * n_partners).astype(np.int64)
+    intent_b[confusable[has_partner]] = PARTNERS.pick(
+        partner_keys[has_partner], choice[has_partner]
+    )
+    kinds[confusable[~has_partner]] = "sibling_entity"
 
     # sibling entity of the same category, same intent
     sibling = kinds == "sibling_entity"
-    sizes = pd.Series(category_a[sibling]).map({c: len(e) for c, e in ENTITIES.items()}).to_numpy()
+    sizes = pd.Series(category_a[sibling]).map(ENTITY_COUNT).to_numpy()
     shift = 1 + (rng.random(sibling.sum()) * (sizes - 1)).astype(np.int64)
     entity_b[sibling] = (entity_a[sibling] + shift) % sizes
 
@@ -452,11 +482,11 @@ def generate(
     same_slot = (intent_a == intent_b) & (category_a == category_b) & (entity_a == entity_b)
     kinds[unrelated[same_slot[unrelated]]] = "sibling_entity_fallback"
     fallback = kinds == "sibling_entity_fallback"
-    sizes = pd.Series(category_a[fallback]).map({c: len(e) for c, e in ENTITIES.items()}).to_numpy()
+    sizes = pd.Series(category_a[fallback]).map(ENTITY_COUNT).to_numpy()
     entity_b[fallback] = (entity_a[fallback] + 1) % sizes
 
     # templates: duplicates use two different phrasings; sibling pairs mostly share one
-    n_a, n_b = _n_templates(intent_a), _n_templates(intent_b)
+    n_a, n_b = TEMPLATES.counts(intent_a), TEMPLATES.counts(intent_b)
     template_a = (rng.random(n_pairs) * n_a).astype(np.int64)
     template_b = (rng.random(n_pairs) * n_b).astype(np.int64)
     dup = kinds == "duplicate"

@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pipeline.bundle import Bundle, BundleError, load_bundle, question_errors
+from pipeline.bundle import Bundle, BundleError, Pairs, load_bundle
 from pipeline.io import InputError, atomic_path, table_format
 
 __all__ = ["load_bundle", "score_file", "main"]
@@ -41,7 +42,7 @@ def check_utf8(path: Path) -> None:
     import codecs
 
     decoder = codecs.getincrementaldecoder("utf-8")()
-    line, offset = 1, 0
+    line = 1
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(BLOCK), b""):
             try:
@@ -53,7 +54,6 @@ def check_utf8(path: Path) -> None:
                     f"(byte 0x{block[err.start]:02x}); re-encode the file as UTF-8"
                 ) from None
             line += block.count(b"\n")
-            offset += len(block)
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
@@ -106,37 +106,41 @@ def _chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
 
 
 class ChunkWriter:
-    """Appends scored chunks to an open output in csv, tsv, jsonl or parquet."""
+    """Appends scored chunks to one output file in csv, tsv, jsonl or parquet."""
 
     def __init__(self, path: Path, fmt: str):
         self.path, self.fmt = path, fmt
-        self.parquet: pq.ParquetWriter | None = None
-        self.handle = None if fmt == "parquet" else open(path, "w", encoding="utf-8", newline="")
+        self.writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
+        self.handle = open(path, "w", encoding="utf-8") if fmt == "jsonl" else None
         self.wrote_header = False
 
     def write(self, frame: pd.DataFrame) -> None:
-        if self.fmt == "parquet":
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if self.parquet is None:
-                self.parquet = pq.ParquetWriter(self.path, table.schema)
-            self.parquet.write_table(table.cast(self.parquet.schema))
-        elif self.fmt == "jsonl":
+        if self.fmt == "jsonl":
             if len(frame):  # pandas ends each lines=True dump with a newline
                 frame.to_json(self.handle, orient="records", lines=True, force_ascii=False)
-        else:
-            frame.to_csv(
-                self.handle,
-                sep="\t" if self.fmt == "tsv" else ",",
-                index=False,
-                header=not self.wrote_header,
-                lineterminator="\n",
-            )
+            self.wrote_header = True
+            return
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.writer is None:
+            if self.fmt == "parquet":
+                self.writer = pq.ParquetWriter(self.path, table.schema)
+            else:  # arrow's CSV writer (quotes only where needed, empty cell for a null)
+                delimiter = "\t" if self.fmt == "tsv" else ","
+                self.handle = open(self.path, "wb")
+                header = frame.iloc[:0].to_csv(sep=delimiter, index=False, lineterminator="\n")
+                self.handle.write(header.encode("utf-8"))  # arrow would quote every name
+                options = pa_csv.WriteOptions(
+                    include_header=False, delimiter=delimiter, quoting_style="needed"
+                )
+                self.writer = pa_csv.CSVWriter(self.handle, table.schema, write_options=options)
+            self.schema = table.schema
+        self.writer.write_table(table.cast(self.schema))
         self.wrote_header = True
 
     def close(self) -> None:
-        if self.parquet is not None:
-            self.parquet.close()
-        if self.handle is not None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.handle is not None and not self.handle.closed:
             self.handle.close()
 
 
@@ -144,13 +148,13 @@ def score_frame(
     bundle: Bundle, frame: pd.DataFrame, q1_col: str, q2_col: str, threshold: float, batch_size: int
 ) -> pd.DataFrame:
     """The chunk with probability, prediction and error columns added."""
-    errors, q1, q2 = question_errors(
-        frame[q1_col], frame[q2_col], bundle.text_model.text.unicode_form
-    )
-    valid = errors == ""
+    pairs = Pairs.from_columns(frame[q1_col], frame[q2_col], bundle.text_model.text.unicode_form)
+    valid, errors = pairs.valid, pairs.errors
     probability = np.full(len(frame), np.nan, dtype=np.float64)
     if valid.any():
-        raw = bundle.raw_from_normalized(q1[valid], q2[valid], batch_size)
+        raw = bundle.raw_for_pairs(
+            pairs.questions, pairs.first[valid], pairs.second[valid], batch_size
+        )
         probability[valid] = bundle.probability_from_raw(raw)
     prediction = pd.array(np.where(valid, probability >= threshold, 0), dtype="Int8")
     prediction[~valid] = pd.NA
@@ -169,7 +173,7 @@ def score_file(
     q2_col: str = "question2",
     threshold: float | None = None,
     chunk_rows: int = 50_000,
-    batch_size: int = 4096,
+    batch_size: int = 8192,
     input_format: str | None = None,
     output_format: str | None = None,
     quiet: bool = False,

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 WHITESPACE = r"[\s\p{Z}]+"
+ODD_SPACE = r"\s\s|[\t\n\r\x0b\x0c]"  # anything but single ASCII spaces
 SYMBOL = r"([^\p{L}\p{M}\p{N}\s\p{Z}])"
 
 
@@ -54,9 +55,16 @@ def to_arrow(texts: Iterable) -> pa.Array:
 
 def normalize_arrow(texts: Iterable, form: str = "NFKC") -> pa.Array:
     arr = to_arrow(texts)
-    if form:
-        arr = pc.utf8_normalize(arr, form)
-    arr = pc.replace_substring_regex(arr, WHITESPACE, " ")
+    # Regex kernels are slow, and most questions are plain ASCII with single spaces: find the
+    # few that need work with fast substring tests and rewrite only those.
+    non_ascii = pc.invert(pc.fill_null(pc.string_is_ascii(arr), True))
+    if form and pc.any(non_ascii).as_py():  # ASCII is already in every normal form
+        arr = pc.replace_with_mask(arr, non_ascii, pc.utf8_normalize(arr.filter(non_ascii), form))
+    # non-ASCII whitespace only occurs in non-ASCII text
+    odd_space = pc.or_(non_ascii, pc.fill_null(pc.match_substring_regex(arr, ODD_SPACE), False))
+    if pc.any(odd_space).as_py():
+        collapsed = pc.replace_substring_regex(arr.filter(odd_space), WHITESPACE, " ")
+        arr = pc.replace_with_mask(arr, odd_space, collapsed)
     return pc.utf8_trim_whitespace(arr)
 
 
