@@ -1,4 +1,3 @@
-import copy
 import os
 from pathlib import Path
 
@@ -20,7 +19,6 @@ needs_shared = pytest.mark.skipif(
 def tiny_params(tmp: Path) -> dict:
     """params.yaml with every path under `tmp` and sizes small enough for a unit test."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params = copy.deepcopy(params)
     params["demo"].update(n_pairs=600)
     params["data"].update(
         processed_dir=str(tmp / "processed"),
@@ -38,12 +36,8 @@ def tiny_params(tmp: Path) -> dict:
         dir=str(tmp / "features"), report=str(tmp / "features.json"), max_len=12
     )
     params["train"].update(models_dir=str(tmp / "models"), live_dir=str(tmp / "live"), patience=1)
-    for name in ("siamese", "residual"):
-        params[name].update(
-            units=16, head_units=16, epochs=2, batch_size=64
-        ) if "head_units" in params[name] else params[name].update(
-            units=16, epochs=2, batch_size=64
-        )
+    params["siamese"].update(units=16, epochs=2, batch_size=64)
+    params["residual"].update(units=16, head_units=16, epochs=2, batch_size=64)
     params["birnn_cnn"].update(
         rnn_units=8, conv_filters=8, dense_units=16, head_units=16, epochs=1, batch_size=64
     )
