@@ -19,22 +19,9 @@ import yaml
 from common import ROOT, SHARED_TSV, machine
 
 from pipeline.io import read_json, write_json
+from pipeline.metrics import METRIC_KEYS
 
-KEYS = (
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "log_loss",
-    "roc_auc",
-    "pr_auc",
-    "threshold",
-    "majority_accuracy",
-    "train_seconds",
-    "seconds_per_epoch",
-    "epochs_run",
-    "device",
-)
+KEYS = (*METRIC_KEYS, "train_seconds", "seconds_per_epoch", "epochs_run", "device")
 
 
 def scratch_params(work: Path, data: str, overrides: list[str]) -> dict:

@@ -6,6 +6,18 @@ import numpy as np
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 THRESHOLD_METRICS = ("accuracy", "f1")
+# what every metrics/<model>.json holds, in the order reports show them
+METRIC_KEYS = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "log_loss",
+    "roc_auc",
+    "pr_auc",
+    "threshold",
+    "majority_accuracy",
+)
 
 
 def choose_threshold(

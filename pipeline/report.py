@@ -9,22 +9,11 @@ import logging
 from pathlib import Path
 
 from pipeline.io import atomic_path, read_json
+from pipeline.metrics import METRIC_KEYS
 from pipeline.params import load_params, setup_logging, stage_parser
 
 log = logging.getLogger("report")
-COLUMNS = [
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "log_loss",
-    "roc_auc",
-    "pr_auc",
-    "threshold",
-    "majority_accuracy",
-    "train_seconds",
-    "device",
-]
+COLUMNS = [*METRIC_KEYS, "train_seconds", "device"]
 
 
 def _cell(value) -> str:

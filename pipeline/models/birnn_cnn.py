@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from pipeline.models.layers import PairFeatures
+from pipeline.models.layers import pair_classifier
 
 
 def encoder(embedding_matrix: np.ndarray, max_len: int, params: dict) -> keras.Model:
@@ -50,14 +50,4 @@ def build_birnn_cnn(params: dict, embedding_matrix: np.ndarray, max_len: int) ->
     shared = encoder(embedding_matrix, max_len, params)
     q1 = keras.Input(shape=(max_len,), dtype="int32", name="q1")
     q2 = keras.Input(shape=(max_len,), dtype="int32", name="q2")
-    x = PairFeatures(name="pair_features")([shared(q1), shared(q2)])
-    x = layers.Dense(params["head_units"], activation="relu", name="head_dense")(x)
-    x = layers.Dropout(params.get("head_dropout", 0.0), name="head_dropout")(x)
-    probability = layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(x)
-    model = keras.Model([q1, q2], probability, name="birnn_cnn")
-    model.compile(
-        optimizer=keras.optimizers.Adam(params["learning_rate"]),
-        loss="binary_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
+    return pair_classifier(q1, q2, shared(q1), shared(q2), params, name="birnn_cnn")

@@ -83,3 +83,25 @@ def _distance_accuracy(y_true, distance, threshold=0.5):
     y_true = ops.cast(ops.reshape(y_true, ops.shape(distance)), "float32")
     predicted = ops.cast(distance < threshold, "float32")
     return ops.mean(ops.cast(ops.equal(predicted, y_true), "float32"), axis=-1)
+
+
+def pair_classifier(q1, q2, a, b, params: dict, name: str, distance: str = "none") -> keras.Model:
+    """The "FC last layer" head shared by `residual` and `birnn_cnn`: [a, b, |a-b|, a*b]
+    (plus a distance if asked) -> Dense -> Dropout -> sigmoid, compiled with binary
+    cross-entropy. `a`, `b` are the encodings of inputs `q1`, `q2`."""
+    features = [PairFeatures(name="pair_features")([a, b])]
+    if distance != "none":
+        features.append(PairDistance(distance, name="distance")([a, b]))
+    x = keras.layers.Concatenate(name="head_input")(features) if len(features) > 1 else features[0]
+    x = keras.layers.Dense(params["head_units"], activation="relu", name="head_dense")(x)
+    x = keras.layers.Dropout(params.get("head_dropout", 0.0), name="head_dropout")(x)
+    probability = keras.layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(
+        x
+    )
+    model = keras.Model([q1, q2], probability, name=name)
+    model.compile(
+        optimizer=keras.optimizers.Adam(params["learning_rate"]),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model

@@ -10,7 +10,12 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from pipeline.models.layers import ContrastiveLoss, DistanceAccuracy, PairDistance, PairFeatures
+from pipeline.models.layers import (
+    ContrastiveLoss,
+    DistanceAccuracy,
+    PairDistance,
+    pair_classifier,
+)
 
 
 def tower(
@@ -90,18 +95,12 @@ def build_residual(params: dict, input_dim: int) -> keras.Model:
     shared = _tower_from(params, input_dim)
     q1 = keras.Input(shape=(input_dim,), name="q1")
     q2 = keras.Input(shape=(input_dim,), name="q2")
-    a, b = shared(q1), shared(q2)
-    features = [PairFeatures(name="pair_features")([a, b])]
-    if params.get("distance", "euclidean") != "none":
-        features.append(PairDistance(params["distance"], name="distance")([a, b]))
-    x = layers.Concatenate(name="head_input")(features) if len(features) > 1 else features[0]
-    x = layers.Dense(params["head_units"], activation="relu", name="head_dense")(x)
-    x = layers.Dropout(params.get("head_dropout", 0.0), name="head_dropout")(x)
-    probability = layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(x)
-    model = keras.Model([q1, q2], probability, name="residual")
-    model.compile(
-        optimizer=keras.optimizers.Adam(params["learning_rate"]),
-        loss="binary_crossentropy",
-        metrics=["accuracy"],
+    return pair_classifier(
+        q1,
+        q2,
+        shared(q1),
+        shared(q2),
+        params,
+        name="residual",
+        distance=params.get("distance", "euclidean"),
     )
-    return model
