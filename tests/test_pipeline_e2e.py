@@ -131,3 +131,20 @@ def test_dvc_exp_run_and_metrics_show(repo):
     assert "0.5" in json.dumps(experiments)
     metrics = dvc("metrics", "show", cwd=repo, env=env)
     assert all(f"metrics/{name}.json" in metrics for name in MODELS)
+
+
+def test_dvc_exp_queue_runs_queued_experiments(repo):
+    import time
+
+    repo, env = repo
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "before queue", "--allow-empty"], repo, env)
+    dvc("exp", "run", "--queue", "-S", "logreg.C=2.0", cwd=repo, env=env)
+    dvc("queue", "start", cwd=repo, env=env)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = dvc("queue", "status", cwd=repo, env=env)
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    assert "Success" in status and "Failed" not in status, status
