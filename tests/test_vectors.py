@@ -142,3 +142,11 @@ def test_vectors_are_trained_on_train_split_only(params):
         "analogy_evaluated",
     ):
         assert key in report
+
+
+def test_gensim_keyedvectors_loader(tmp_path):
+    full, _ = vectors.load_pretrained(str(FIXTURES / "glove_tiny.txt"), ["how", "rust", "best"])
+    full.save(str(tmp_path / "vectors.kv"))
+    kv, info = vectors.load_pretrained(str(tmp_path / "vectors.kv"), ["best", "nope"])
+    assert info["format"] == "gensim" and kv.index_to_key == ["best"]
+    assert np.allclose(kv["best"], [0.6, 0.6, 0.1, -0.3])
