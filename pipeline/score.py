@@ -108,8 +108,8 @@ def _chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
 class ChunkWriter:
     """Appends scored chunks to one output file in csv, tsv, jsonl or parquet."""
 
-    def __init__(self, path: Path, fmt: str):
-        self.path, self.fmt = path, fmt
+    def __init__(self, path: Path, fmt: str, source: Path):
+        self.path, self.fmt, self.source = path, fmt, source
         self.writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
         self.handle = open(path, "w", encoding="utf-8") if fmt == "jsonl" else None
         self.wrote_header = False
@@ -134,7 +134,14 @@ class ChunkWriter:
                 )
                 self.writer = pa_csv.CSVWriter(self.handle, table.schema, write_options=options)
             self.schema = table.schema
-        self.writer.write_table(table.cast(self.schema))
+        try:
+            table = table.cast(self.schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as err:
+            raise InputError(
+                f"{self.source}: a column changes type between chunks ({err}); "
+                "give each column one type"
+            ) from None
+        self.writer.write_table(table)
         self.wrote_header = True
 
     def close(self) -> None:
@@ -213,7 +220,7 @@ def score_file(
         atomic_path(output_path) as tmp,
         tqdm(unit=" rows", disable=not show, desc="scoring") as bar,
     ):
-        writer = ChunkWriter(tmp, out_fmt)
+        writer = ChunkWriter(tmp, out_fmt, input_path)
         try:
             for chunk in read_chunks(input_path, in_fmt, chunk_rows):
                 scored = score_frame(bundle, chunk, q1_col, q2_col, threshold, batch_size)

@@ -224,3 +224,22 @@ def test_threshold_override_and_summary(bundles, tmp_path):
     assert "5 rows" in result.stderr and "5 scored, 0 with errors" in result.stderr
     out = pd.read_csv(tmp_path / "out.tsv", sep="\t")
     assert (out["prediction"] == 1).all()
+
+
+def test_column_changing_type_between_chunks_is_a_clear_error(bundles, tmp_path):
+    rows = [{"question1": "How do I learn Python?", "question2": "What is Python?", "n": None}] * 3
+    rows += [{"question1": "How do I learn Rust?", "question2": "What is Rust?", "n": "text"}] * 3
+    source = tmp_path / "in.jsonl"
+    pd.DataFrame(rows).to_json(source, orient="records", lines=True)
+    result = cli(
+        "--model",
+        bundles["logreg"],
+        "--input",
+        source,
+        "--output",
+        tmp_path / "o.parquet",
+        "--batch-size",
+        3,
+    )
+    assert result.returncode == 2 and "in.jsonl: a column changes type" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "o.parquet").exists()
