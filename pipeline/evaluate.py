@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.bundle import KINDS, load_bundle
+from pipeline.bundle import load_bundle
 from pipeline.io import write_json
 from pipeline.metrics import blog_precision, classification_metrics
-from pipeline.params import load_params, setup_logging, stage_parser
+from pipeline.params import model_stage_main
 
 log = logging.getLogger("evaluate")
 PLOTS = ("roc", "precision_recall", "confusion_matrix", "calibration")
@@ -71,11 +71,7 @@ def write_plots(directory: Path, labels: np.ndarray, probs: np.ndarray, threshol
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = stage_parser(__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, choices=KINDS, help="which model to evaluate")
-    args = parser.parse_args(argv)
-    setup_logging()
-    run(load_params(args.params), args.model)
+    model_stage_main(__doc__.splitlines()[0], run, argv)
 
 
 if __name__ == "__main__":

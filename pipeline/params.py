@@ -32,3 +32,14 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("gensim", "smart_open", "absl"):  # per-line chatter drowns the stage logs
         logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def model_stage_main(description: str, run, argv: list[str] | None = None) -> None:
+    """CLI of the per-model stages (train@m, evaluate@m): `--model NAME [--params FILE]`."""
+    from pipeline.bundle import KINDS
+
+    parser = stage_parser(description)
+    parser.add_argument("--model", required=True, choices=KINDS, help="which model")
+    args = parser.parse_args(argv)
+    setup_logging()
+    run(load_params(args.params), args.model)

@@ -17,7 +17,7 @@ from pipeline.bundle import KINDS, save_bundle
 from pipeline.features import load_split, load_tfidf
 from pipeline.featurize import TextModel
 from pipeline.metrics import choose_threshold, classification_metrics
-from pipeline.params import load_params, setup_logging, stage_parser
+from pipeline.params import model_stage_main
 
 log = logging.getLogger("train")
 
@@ -216,11 +216,7 @@ def run(params: dict, name: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = stage_parser(__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, choices=KINDS, help="which model to train")
-    args = parser.parse_args(argv)
-    setup_logging()
-    run(load_params(args.params), args.model)
+    model_stage_main(__doc__.splitlines()[0], run, argv)
 
 
 if __name__ == "__main__":

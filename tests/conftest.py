@@ -10,6 +10,18 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_TSV = ROOT.parent / "shared" / "data" / "quora" / "quora_pairs_subset.tsv"
 
+# the metrics/<model>.json keys that the README, dvc metrics and the report rely on (issue #4)
+REQUIRED_METRICS = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "log_loss",
+    "roc_auc",
+    "pr_auc",
+    "threshold",
+)
+
 needs_shared = pytest.mark.skipif(
     not SHARED_TSV.exists(),
     reason=f"real Quora subset not found at {SHARED_TSV} (read from ../shared, never committed)",
