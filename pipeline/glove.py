@@ -54,6 +54,8 @@ def train_glove(
     vocab_size = cooc.shape[0]
     rng = np.random.default_rng(seed)
     tf.random.set_seed(seed)
+    # multi-threaded float reductions otherwise differ in the last bits from run to run
+    tf.config.experimental.enable_op_determinism()
 
     def init(shape):
         return tf.Variable(((rng.random(shape) - 0.5) / dim).astype(np.float32))
