@@ -1,10 +1,13 @@
 """Benchmark: TF-IDF-weighted question embeddings, the 2017 Python loop vs the sparse product.
 
 Questions of ../shared/data/quora/quora_pairs_subset.tsv are repeated to about 800k (the size
-of the full release). Both methods embed the same pre-tokenized questions with the same
+of the full release). All methods embed the same pre-tokenized questions with the same
 vocabulary, idf and word vectors (random 300-d vectors: quality does not matter here, only
-speed and equality); the loop runs on a sample and its rate is per question. Also timed: the
-whole featurization of all 800k questions (tokenize + vocabulary/TF-IDF fit + embed).
+speed and equality). Two loops are timed on a sample, their rate per question: the 2017 code's
+loop as it was written (it accumulated `vec * idf` into a (tokens, 300) array and took its mean
+over rows), and a tight loop that accumulates one 300-d sum instead. Each timing is the best of
+`--repeats` runs, as timeit does, for every method alike. Also timed once: the whole
+featurization of all 800k questions (tokenize + vocabulary/TF-IDF fit + embed).
 Writes reports/bench/embeddings.json. Not a test: figures depend on the machine.
 """
 
@@ -23,8 +26,29 @@ from pipeline.io import write_json
 from pipeline.text import TextConfig, normalize
 
 
-def loop_embed(token_lists, idf: dict, vectors: dict, dim: int) -> np.ndarray:
-    """The original approach: for each question, for each token, accumulate idf * vector."""
+def loop_2017(token_lists, idf: dict, vectors: dict, dim: int) -> np.ndarray:
+    """The 2017 code's loop, as written: an idf-weighted sum, built in a (tokens, dim) array.
+
+    spaCy's `word.vector` (zeros for a word without a vector) becomes a dict lookup here,
+    since tokenization is not what is timed.
+    """
+    zeros = np.zeros(dim, dtype=np.float32)
+    out = []
+    for tokens in token_lists:
+        mean_vec = np.zeros([len(tokens), dim])
+        for word in tokens:
+            vec = vectors.get(word, zeros)
+            try:
+                weight = idf[word]
+            except KeyError:
+                weight = 0
+            mean_vec += vec * weight
+        out.append(mean_vec.mean(axis=0))
+    return np.array(out)
+
+
+def tight_loop(token_lists, idf: dict, vectors: dict, dim: int) -> np.ndarray:
+    """A leaner loop: one 300-d running sum per question, divided by the weight sum."""
     out = np.zeros((len(token_lists), dim), dtype=np.float32)
     for row, tokens in enumerate(token_lists):
         total, weight_sum = np.zeros(dim, dtype=np.float64), 0.0
@@ -38,11 +62,23 @@ def loop_embed(token_lists, idf: dict, vectors: dict, dim: int) -> np.ndarray:
     return out
 
 
+def best_of(repeats: int, run):
+    """(result, fastest seconds) over `repeats` runs; earlier results are freed first."""
+    best = float("inf")
+    for _ in range(repeats):
+        result = None
+        start = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - start)
+    return result, best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(SHARED_TSV))
     parser.add_argument("--questions", type=int, default=800_000)
-    parser.add_argument("--loop-sample", type=int, default=50_000)
+    parser.add_argument("--loop-sample", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default="reports/bench/embeddings.json")
     args = parser.parse_args()
 
@@ -63,26 +99,31 @@ def main() -> None:
     stage_seconds = time.perf_counter() - start
     print(f"featurized {len(questions):,} questions end to end in {stage_seconds:.1f} s")
 
-    start = time.perf_counter()
-    vectorized, _ = model.embed(tokens)
-    vectorized_seconds = time.perf_counter() - start
+    del embeddings
+    (vectorized, _), vectorized_seconds = best_of(args.repeats, lambda: model.embed(tokens))
 
     sample = tokens.slice(0, args.loop_sample).to_pylist()
     idf = dict(zip(model.vocab.tolist(), model.idf.tolist(), strict=True))
     vectors = {w: model.vectors[i] for i, w in enumerate(model.vocab.tolist())}
-    start = time.perf_counter()
-    looped = loop_embed(sample, idf, vectors, model.dim)
-    loop_seconds = time.perf_counter() - start
-    assert np.allclose(looped, vectorized[: len(sample)], atol=1e-4), "methods disagree"
+    summed, loop_seconds = best_of(args.repeats, lambda: loop_2017(sample, idf, vectors, 300))
+    tight, tight_seconds = best_of(args.repeats, lambda: tight_loop(sample, idf, vectors, 300))
+    # the 2017 loop sums; the pipeline's embedding is that sum over the weight sum
+    weight_sums = np.array([sum(idf[t] for t in q if t in vectors) for q in sample])
+    assert np.allclose(summed / weight_sums[:, None], vectorized[: len(sample)], atol=1e-4)
+    assert np.allclose(tight, vectorized[: len(sample)], atol=1e-4), "methods disagree"
 
     loop_qps = len(sample) / loop_seconds
+    tight_qps = len(sample) / tight_seconds
     vectorized_qps = len(questions) / vectorized_seconds
     result = {
         "questions": len(questions),
         "loop_questions_timed": len(sample),
+        "repeats": args.repeats,
         "loop_qps": round(loop_qps),
         "vectorized_qps": round(vectorized_qps),
         "speedup": round(vectorized_qps / loop_qps, 1),
+        "tight_loop_qps": round(tight_qps),
+        "speedup_vs_tight_loop": round(vectorized_qps / tight_qps, 1),
         "stage_seconds_800k": round(stage_seconds, 2),
         "vocab_size": len(model.vocab),
         "same_vectors": True,
@@ -90,8 +131,9 @@ def main() -> None:
     }
     write_json(args.output, result)
     print(
-        f"loop: {loop_qps:,.0f} questions/s   sparse product: {vectorized_qps:,.0f} "
-        f"questions/s   speedup x{result['speedup']}"
+        f"2017 loop: {loop_qps:,.0f} questions/s   tight loop: {tight_qps:,.0f} questions/s   "
+        f"sparse product: {vectorized_qps:,.0f} questions/s   speedup x{result['speedup']} "
+        f"(x{result['speedup_vs_tight_loop']} over the tight loop)"
     )
     print(f"wrote {args.output}")
 

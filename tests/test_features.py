@@ -3,6 +3,7 @@ import pytest
 from gensim.models import KeyedVectors
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from pipeline import featurize
 from pipeline.featurize import OOV_ID, PAD_ID, TextModel
 from pipeline.text import TextConfig, token_lists
 
@@ -59,6 +60,24 @@ def test_weighted_mean_equals_reference_loop(model, weighting):
             weight_sum += weight
         assert np.allclose(got[row], total / weight_sum, atol=1e-5)
     assert not empty.any()
+
+
+@pytest.mark.parametrize(
+    "weighting, sublinear_tf", [("tfidf", False), ("tfidf", True), ("idf", False), ("mean", False)]
+)
+def test_embedding_does_not_depend_on_block_sizes(model, monkeypatch, weighting, sublinear_tf):
+    model = TextModel(
+        model.text, model.vocab, model.idf, model.vectors, weighting, sublinear_tf=sublinear_tf
+    )
+    tokens = model.tokens(TRAIN * 7 + ["", "zzz", "python python python rust", "Rust"])
+    whole, whole_empty = model.embed(tokens)
+    monkeypatch.setattr(featurize, "EMBED_BLOCK_ROWS", 5)
+    monkeypatch.setattr(featurize, "PRODUCT_ROWS", 2)
+    blocked, blocked_empty = model.embed(tokens)
+    assert np.allclose(blocked, whole, atol=1e-6) and (blocked_empty == whole_empty).all()
+    assert whole_empty.sum() == 3
+    part, part_empty = model.embed(tokens.slice(3, 33))  # a slice: offsets do not start at 0
+    assert np.allclose(part, whole[3:36], atol=1e-6) and (part_empty == whole_empty[3:36]).all()
 
 
 def test_questions_without_known_words_get_zero_vectors(model):
