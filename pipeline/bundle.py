@@ -22,7 +22,7 @@ from pipeline.featurize import TextModel
 from pipeline.io import load_npz, read_json, save_npz, write_json
 from pipeline.text import normalize
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: Keras models are encoder + head parts
 KERAS_KINDS = ("siamese", "residual", "birnn_cnn")
 KINDS = (*KERAS_KINDS, "logreg")
 
@@ -113,21 +113,19 @@ class Bundle:
             features = pair_features(tfidf[first], tfidf[second])
             return predict_proba(features, self.logreg["coef"], float(self.logreg["intercept"]))
         if kind == "birnn_cnn":
-            encoded = self.text_model.token_ids(tokens)
+            inputs = self.text_model.token_ids(tokens)
         else:
-            encoded, _ = self.text_model.embed(tokens)
-        outputs = [
-            np.asarray(
-                self.keras_model.predict_on_batch(
-                    {
-                        "q1": encoded[first[i : i + batch_size]],
-                        "q2": encoded[second[i : i + batch_size]],
-                    }
-                )
-            ).ravel()
-            for i in range(0, len(first), batch_size)
-        ]
-        return np.concatenate(outputs).astype(np.float32)
+            inputs, _ = self.text_model.embed(tokens)
+        # each distinct question through the encoder once, then the head once per pair
+        encoder, head = self.keras_model.get_layer("encoder"), self.keras_model.get_layer("head")
+        encodings = _in_batches(encoder.predict_on_batch, batch_size, inputs)
+        return _in_batches(
+            lambda a, b: head.predict_on_batch({"a": a, "b": b}),
+            batch_size,
+            first,
+            second,
+            gather=encodings,
+        ).ravel()
 
     def probability_from_raw(self, raw: np.ndarray) -> np.ndarray:
         calibration = self.meta.get("calibration")
@@ -139,6 +137,17 @@ class Bundle:
     def predict_proba(self, q1s, q2s, batch_size: int = 8192) -> np.ndarray:
         """P(duplicate) for each pair of raw questions."""
         return self.probability_from_raw(self.predict_raw(q1s, q2s, batch_size))
+
+
+def _in_batches(predict, batch_size: int, *arrays, gather: np.ndarray | None = None):
+    """`predict` over row batches of `arrays` (or of `gather` rows they index), concatenated."""
+    outputs = []
+    for start in range(0, len(arrays[0]), batch_size):
+        batch = [a[start : start + batch_size] for a in arrays]
+        if gather is not None:
+            batch = [gather[rows] for rows in batch]
+        outputs.append(np.asarray(predict(*batch), dtype=np.float32))
+    return np.concatenate(outputs)
 
 
 def save_bundle(
@@ -220,4 +229,6 @@ def load_bundle(directory: str | Path) -> Bundle:
         raise BundleError(
             f"{directory}: cannot load bundle ({type(err).__name__}: {err})"
         ) from None
+    if not {"encoder", "head"} <= {layer.name for layer in model.layers}:
+        raise BundleError(f"{directory}: model.keras has no encoder and head parts (retrain it)")
     return Bundle(directory, meta, text_model, keras_model=model)

@@ -9,7 +9,7 @@ import pytest
 from conftest import REQUIRED_METRICS, ROOT
 
 from pipeline import evaluate, train
-from pipeline.bundle import BundleError, load_bundle
+from pipeline.bundle import FORMAT_VERSION, BundleError, Pairs, load_bundle
 from pipeline.metrics import (
     METRIC_KEYS,
     blog_precision,
@@ -61,6 +61,20 @@ def test_model_trains_saves_reloads_and_predicts_the_same(featurized, name):
     again = load_bundle(directory).predict_proba(test["question1"], test["question2"])
     assert first.shape == (len(test),) and np.all((first >= 0) & (first <= 1))
     assert np.array_equal(first, again)
+    bundle = load_bundle(directory)
+    if bundle.keras_model is not None:  # encoder once per distinct question == whole model
+        pairs = Pairs.from_columns(test["question1"], test["question2"])
+        parts = bundle.raw_for_pairs(pairs.questions, pairs.first, pairs.second, batch_size=7)
+        tokens = bundle.text_model.tokens(pairs.questions)
+        model_in = (
+            bundle.text_model.token_ids(tokens)
+            if name == "birnn_cnn"
+            else bundle.text_model.embed(tokens)[0]
+        )
+        whole = bundle.keras_model.predict(
+            {"q1": model_in[pairs.first], "q2": model_in[pairs.second]}, verbose=0
+        )
+        assert np.allclose(parts, np.ravel(whole), atol=1e-5)
 
     metrics = evaluate.run(featurized, name)
     saved = json.loads(open(f"{featurized['evaluate']['metrics_dir']}/{name}.json").read())
@@ -90,10 +104,24 @@ def test_broken_bundles_are_clear_errors(tmp_path):
     with pytest.raises(BundleError, match="format 99 made by dupq 9.0"):
         load_bundle(tmp_path / "b")
     (tmp_path / "b" / "bundle.json").write_text(
-        json.dumps({"format_version": 1, "kind": "siamese"})
+        json.dumps({"format_version": FORMAT_VERSION, "kind": "siamese"})
     )
     with pytest.raises(BundleError, match="missing text_model.json, text_model.npz, model.keras"):
         load_bundle(tmp_path / "b")
+
+
+def test_bundle_without_encoder_and_head_parts_is_a_clear_error(bundles, tmp_path):
+    import shutil
+
+    import keras
+
+    broken = tmp_path / "flat"
+    shutil.copytree(bundles["residual"], broken)
+    q1, q2 = keras.Input((3,), name="q1"), keras.Input((3,), name="q2")
+    joined = keras.layers.Concatenate()([q1, q2])
+    keras.Model([q1, q2], keras.layers.Dense(1)(joined)).save(broken / "model.keras")
+    with pytest.raises(BundleError, match="no encoder and head parts"):
+        load_bundle(broken)
 
 
 MIRRORED = """

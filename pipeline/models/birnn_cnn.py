@@ -47,7 +47,4 @@ def encoder(embedding_matrix: np.ndarray, max_len: int, params: dict) -> keras.M
 
 
 def build_birnn_cnn(params: dict, embedding_matrix: np.ndarray, max_len: int) -> keras.Model:
-    shared = encoder(embedding_matrix, max_len, params)
-    q1 = keras.Input(shape=(max_len,), dtype="int32", name="q1")
-    q2 = keras.Input(shape=(max_len,), dtype="int32", name="q2")
-    return pair_classifier(q1, q2, shared(q1), shared(q2), params, name="birnn_cnn")
+    return pair_classifier(encoder(embedding_matrix, max_len, params), params, name="birnn_cnn")

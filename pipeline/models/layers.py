@@ -85,10 +85,31 @@ def _distance_accuracy(y_true, distance, threshold=0.5):
     return ops.mean(ops.cast(ops.equal(predicted, y_true), "float32"), axis=-1)
 
 
-def pair_classifier(q1, q2, a, b, params: dict, name: str, distance: str = "none") -> keras.Model:
+def pair_model(encoder: keras.Model, head: keras.Model, name: str) -> keras.Model:
+    """q1, q2 -> head([encoder(q1), encoder(q2)]), with the shared parts named `encoder` and
+    `head` so that scoring can run the encoder once per distinct question and the head once
+    per pair (see `pipeline.bundle`)."""
+    shape, dtype = tuple(encoder.input.shape[1:]), encoder.input.dtype
+    q1 = keras.Input(shape=shape, dtype=dtype, name="q1")
+    q2 = keras.Input(shape=shape, dtype=dtype, name="q2")
+    return keras.Model([q1, q2], head([encoder(q1), encoder(q2)]), name=name)
+
+
+def _encoding_inputs(width: int) -> tuple:
+    return keras.Input(shape=(width,), name="a"), keras.Input(shape=(width,), name="b")
+
+
+def distance_head(width: int, kind: str = "euclidean") -> keras.Model:
+    """(a, b) -> their distance: the Siamese head."""
+    a, b = _encoding_inputs(width)
+    distance = PairDistance(kind, name="distance", dtype="float32")([a, b])
+    return keras.Model([a, b], distance, name="head")
+
+
+def classifier_head(width: int, params: dict, distance: str = "none") -> keras.Model:
     """The "FC last layer" head shared by `residual` and `birnn_cnn`: [a, b, |a-b|, a*b]
-    (plus a distance if asked) -> Dense -> Dropout -> sigmoid, compiled with binary
-    cross-entropy. `a`, `b` are the encodings of inputs `q1`, `q2`."""
+    (plus a distance if asked) -> Dense -> Dropout -> sigmoid."""
+    a, b = _encoding_inputs(width)
     features = [PairFeatures(name="pair_features")([a, b])]
     if distance != "none":
         features.append(PairDistance(distance, name="distance")([a, b]))
@@ -98,7 +119,13 @@ def pair_classifier(q1, q2, a, b, params: dict, name: str, distance: str = "none
     probability = keras.layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(
         x
     )
-    model = keras.Model([q1, q2], probability, name=name)
+    return keras.Model([a, b], probability, name="head")
+
+
+def pair_classifier(encoder: keras.Model, params: dict, name: str, distance: str = "none"):
+    """`encoder` + `classifier_head`, compiled with binary cross-entropy."""
+    head = classifier_head(int(encoder.output.shape[-1]), params, distance)
+    model = pair_model(encoder, head, name)
     model.compile(
         optimizer=keras.optimizers.Adam(params["learning_rate"]),
         loss="binary_crossentropy",

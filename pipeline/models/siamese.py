@@ -13,8 +13,9 @@ from keras import layers
 from pipeline.models.layers import (
     ContrastiveLoss,
     DistanceAccuracy,
-    PairDistance,
+    distance_head,
     pair_classifier,
+    pair_model,
 )
 
 
@@ -26,7 +27,7 @@ def tower(
     residual: bool = True,
     concat_layers: bool = True,
     dropout: float = 0.0,
-    name: str = "tower",
+    name: str = "encoder",
 ) -> keras.Model:
     """Dense(units) + BatchNorm + ReLU blocks; block k>1 adds its input (residual sum);
     the output concatenates every block's output (layer concat), then BatchNorm."""
@@ -75,13 +76,9 @@ def _tower_from(params: dict, input_dim: int) -> keras.Model:
 
 def build_siamese(params: dict, input_dim: int) -> keras.Model:
     """Outputs a distance per pair (small = duplicate)."""
-    shared = _tower_from(params, input_dim)
-    q1 = keras.Input(shape=(input_dim,), name="q1")
-    q2 = keras.Input(shape=(input_dim,), name="q2")
-    distance = PairDistance(params.get("distance", "euclidean"), name="distance", dtype="float32")(
-        [shared(q1), shared(q2)]
-    )
-    model = keras.Model([q1, q2], distance, name="siamese")
+    encoder = _tower_from(params, input_dim)
+    head = distance_head(int(encoder.output.shape[-1]), params.get("distance", "euclidean"))
+    model = pair_model(encoder, head, name="siamese")
     model.compile(
         optimizer=keras.optimizers.Adam(params["learning_rate"]),
         loss=ContrastiveLoss(params["margin"]),
@@ -92,15 +89,7 @@ def build_siamese(params: dict, input_dim: int) -> keras.Model:
 
 def build_residual(params: dict, input_dim: int) -> keras.Model:
     """Outputs P(duplicate) per pair."""
-    shared = _tower_from(params, input_dim)
-    q1 = keras.Input(shape=(input_dim,), name="q1")
-    q2 = keras.Input(shape=(input_dim,), name="q2")
+    encoder = _tower_from(params, input_dim)
     return pair_classifier(
-        q1,
-        q2,
-        shared(q1),
-        shared(q2),
-        params,
-        name="residual",
-        distance=params.get("distance", "euclidean"),
+        encoder, params, name="residual", distance=params.get("distance", "euclidean")
     )

@@ -1,0 +1,132 @@
+"""Benchmark: seconds per training epoch of the Keras models, on the device Keras runs on.
+
+Builds `siamese`, `residual` and `birnn_cnn` with the pipeline's own builders and their
+params.yaml sections, and fits each on random inputs of the real shapes (300-d question
+embeddings; token ids of length features.max_len over a 20k-word vocabulary): epoch time
+depends on shapes, not values. The first epoch (graph tracing, compilation) is timed apart
+from the next ones. Works on any Keras 3 backend (`KERAS_BACKEND=tensorflow|jax|torch`), so
+the same models can be timed on a GPU machine that has one of them. Writes
+reports/bench/train_speed.json. Not a test: figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import keras
+import numpy as np
+import yaml
+from common import ROOT, machine
+
+from pipeline.io import write_json
+from pipeline.models.birnn_cnn import build_birnn_cnn
+from pipeline.models.siamese import build_residual, build_siamese
+
+VOCAB = 20_000
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+def model_and_inputs(name: str, params: dict, pairs: int, dim: int, rng):
+    cfg = params[name]
+    if name == "birnn_cnn":
+        max_len = params["features"]["max_len"]
+        matrix = rng.normal(scale=0.1, size=(VOCAB + 2, dim)).astype(np.float32)
+        model = build_birnn_cnn(cfg, matrix, max_len)
+        inputs = {
+            q: rng.integers(0, VOCAB + 2, (pairs, max_len), dtype=np.int32) for q in ("q1", "q2")
+        }
+    else:
+        model = (build_siamese if name == "siamese" else build_residual)(cfg, dim)
+        inputs = {q: rng.normal(size=(pairs, dim)).astype(np.float32) for q in ("q1", "q2")}
+    return model, inputs, cfg["batch_size"]
+
+
+def device() -> str:
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return str(jax.devices()[0].device_kind)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return (
+            tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+            if gpus
+            else "CPU"
+        )
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    return backend
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, nargs="+", default=[23_000])
+    parser.add_argument("--epochs", type=int, default=3, help="the first is timed apart")
+    parser.add_argument("--models", nargs="+", default=["siamese", "residual", "birnn_cnn"])
+    parser.add_argument("--dim", type=int, default=300)
+    parser.add_argument("--output", default="reports/bench/train_speed.json")
+    args = parser.parse_args()
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    keras.utils.set_random_seed(params["train"]["seed"])
+    result = {
+        "backend": keras.backend.backend(),
+        "device": device(),
+        "machine": machine(),
+        "runs": [],
+    }
+    print(f"Keras {keras.__version__} on {result['backend']}, device {result['device']}")
+    for pairs in args.pairs:
+        for name in args.models:
+            rng = np.random.default_rng(0)
+            model, inputs, batch_size = model_and_inputs(name, params, pairs, args.dim, rng)
+            labels = rng.integers(0, 2, pairs).astype(np.float32)
+            timer = EpochTimer()
+            model.fit(
+                inputs,
+                labels,
+                batch_size=batch_size,
+                epochs=args.epochs,
+                verbose=0,
+                callbacks=[timer],
+            )
+            steady = float(np.median(timer.seconds[1:]))
+            run = {
+                "model": name,
+                "pairs": pairs,
+                "batch_size": batch_size,
+                "first_epoch_s": round(timer.seconds[0], 2),
+                "seconds_per_epoch": round(steady, 2),
+                "pairs_per_s": round(pairs / steady),
+            }
+            result["runs"].append(run)
+            print(
+                f"{name:10s} {pairs:>8,} pairs  batch {batch_size:4d}  first epoch "
+                f"{run['first_epoch_s']:7.2f} s  then {run['seconds_per_epoch']:7.2f} s/epoch "
+                f"({run['pairs_per_s']:,} pairs/s)",
+                flush=True,
+            )
+    result["python"] = platform.python_version()
+    write_json(ROOT / args.output, result)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
