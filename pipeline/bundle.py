@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -104,28 +105,46 @@ class Bundle:
         """Model outputs for pairs given as indices into normalized distinct `questions`."""
         if len(first) == 0:
             return np.zeros(0, dtype=np.float32)
+        return self.raw_from_inputs(self.model_inputs(questions), first, second, batch_size)
+
+    def model_inputs(self, questions: pd.Series):
+        """What the model reads per distinct normalized question: TF-IDF rows (`logreg`),
+        token ids (`birnn_cnn`) or TF-IDF-weighted embeddings."""
         tokens = self.text_model.tokens(questions)
         kind = self.meta["kind"]
         if kind == "logreg":
+            return self.text_model.tfidf(tokens)
+        if kind == "birnn_cnn":
+            return self.text_model.token_ids(tokens)
+        return self.text_model.embed(tokens)[0]
+
+    def raw_from_inputs(
+        self, inputs, first: np.ndarray, second: np.ndarray, batch_size: int = 8192
+    ) -> np.ndarray:
+        """Model outputs for pairs given as indices into `model_inputs` rows."""
+        if len(first) == 0:
+            return np.zeros(0, dtype=np.float32)
+        if self.meta["kind"] == "logreg":
             from pipeline.models.logreg import pair_features, predict_proba
 
-            tfidf = self.text_model.tfidf(tokens)
-            features = pair_features(tfidf[first], tfidf[second])
+            features = pair_features(inputs[first], inputs[second])
             return predict_proba(features, self.logreg["coef"], float(self.logreg["intercept"]))
-        if kind == "birnn_cnn":
-            inputs = self.text_model.token_ids(tokens)
-        else:
-            inputs, _ = self.text_model.embed(tokens)
-        # each distinct question through the encoder once, then the head once per pair
-        encoder, head = self.keras_model.get_layer("encoder"), self.keras_model.get_layer("head")
-        encodings = _in_batches(encoder.predict_on_batch, batch_size, inputs)
+        # what depends on one question runs once per distinct question, the rest per pair
+        per_question, per_pair = self._scoring_parts
+        rows = _in_batches(per_question.predict_on_batch, batch_size, inputs)
         return _in_batches(
-            lambda a, b: head.predict_on_batch({"a": a, "b": b}),
+            lambda a, b: per_pair.predict_on_batch({"a": a, "b": b}),
             batch_size,
             first,
             second,
-            gather=encodings,
+            gather=rows,
         ).ravel()
+
+    @cached_property
+    def _scoring_parts(self):
+        from pipeline.models.layers import scoring_parts
+
+        return scoring_parts(self.keras_model)
 
     def probability_from_raw(self, raw: np.ndarray) -> np.ndarray:
         calibration = self.meta.get("calibration")

@@ -158,24 +158,29 @@ def test_whole_file_problems_exit_2_with_one_line(bundles, tmp_path):
     assert not (tmp_path / "out.csv").exists()
 
 
+@pytest.mark.parametrize(
+    "step, error",
+    [("finish_chunk", KeyboardInterrupt), ("prepare_chunk", RuntimeError)],
+    ids=["model-thread", "prepare-thread"],
+)
 def test_failure_mid_file_leaves_no_partial_output_and_keeps_existing(
-    bundles, tmp_path, monkeypatch
+    bundles, tmp_path, monkeypatch, step, error
 ):
     source = tmp_path / "in.csv"
     write_any(pd.concat([PAIRS] * 4, ignore_index=True), source)
     output = tmp_path / "out.csv"
     output.write_text("previous results\n")
-    real = score.score_frame
+    real = getattr(score, step)
     calls = {"n": 0}
 
     def failing(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
-            raise KeyboardInterrupt
+            raise error("stop")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(score, "score_frame", failing)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(score, step, failing)
+    with pytest.raises(error):
         score_file(bundles["logreg"], source, output, chunk_rows=5, quiet=True)
     assert output.read_text() == "previous results\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]

@@ -33,12 +33,12 @@ class PairDistance(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class PairFeatures(keras.layers.Layer):
-    """[a, b, |a - b|, a * b]: the "FC last layer" input of the original work."""
+class PairInteractions(keras.layers.Layer):
+    """[|a - b|, a * b]: the per-pair part of the "FC last layer" input [a, b, |a-b|, a*b]."""
 
     def call(self, inputs):
         a, b = inputs
-        return ops.concatenate([a, b, ops.abs(a - b), a * b], axis=-1)
+        return ops.concatenate([ops.abs(a - b), a * b], axis=-1)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -107,19 +107,75 @@ def distance_head(width: int, kind: str = "euclidean") -> keras.Model:
 
 
 def classifier_head(width: int, params: dict, distance: str = "none") -> keras.Model:
-    """The "FC last layer" head shared by `residual` and `birnn_cnn`: [a, b, |a-b|, a*b]
-    (plus a distance if asked) -> Dense -> Dropout -> sigmoid."""
+    """The "FC last layer" head shared by `residual` and `birnn_cnn`: Dense over
+    [a, b, |a-b|, a*b] (plus a distance if asked) -> Dropout -> sigmoid.
+
+    The Dense is written as the sum of its parts, Dense_a(a) + Dense_b(b) + Dense_pair(
+    [|a-b|, a*b, distance]): the same function, but the parts that see one question can run
+    once per distinct question when scoring (`scoring_parts`).
+    """
     a, b = _encoding_inputs(width)
-    features = [PairFeatures(name="pair_features")([a, b])]
+    units = params["head_units"]
+    layers = {
+        "head_a": keras.layers.Dense(units, use_bias=False, name="head_a"),
+        "head_b": keras.layers.Dense(units, use_bias=False, name="head_b"),
+        "pair_interactions": PairInteractions(name="pair_interactions"),
+        "head_pair": keras.layers.Dense(units, name="head_pair"),
+        "head_sum": keras.layers.Add(name="head_sum"),
+        "head_relu": keras.layers.ReLU(name="head_relu"),
+        "head_dropout": keras.layers.Dropout(params.get("head_dropout", 0.0), name="head_dropout"),
+        "probability": keras.layers.Dense(
+            1, activation="sigmoid", name="probability", dtype="float32"
+        ),
+    }
     if distance != "none":
-        features.append(PairDistance(distance, name="distance")([a, b]))
-    x = keras.layers.Concatenate(name="head_input")(features) if len(features) > 1 else features[0]
-    x = keras.layers.Dense(params["head_units"], activation="relu", name="head_dense")(x)
-    x = keras.layers.Dropout(params.get("head_dropout", 0.0), name="head_dropout")(x)
-    probability = keras.layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(
-        x
+        layers["distance"] = PairDistance(distance, name="distance")
+        layers["pair_input"] = keras.layers.Concatenate(name="pair_input")
+    output = _classifier_output(layers, a, b, layers["head_a"](a), layers["head_b"](b))
+    return keras.Model([a, b], output, name="head")
+
+
+def _classifier_output(layers: dict, a, b, a_part, b_part):
+    """The classifier head's wiring after its per-question parts, shared by training and
+    scoring so that the two cannot differ."""
+    x = layers["pair_interactions"]([a, b])
+    if "distance" in layers:
+        x = layers["pair_input"]([x, layers["distance"]([a, b])])
+    x = layers["head_sum"]([layers["head_pair"](x), a_part, b_part])
+    x = layers["head_dropout"](layers["head_relu"](x))
+    return layers["probability"](x)
+
+
+def scoring_parts(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(per_question, per_pair) built from a trained pair model's own layers.
+
+    `per_question` maps a question's input to one row; `per_pair` maps the rows of a pair's
+    two questions, {"a": rows[first], "b": rows[second]}, to the model's output. For the
+    classifier head, a question's row is [encoding, Dense_a(encoding), Dense_b(encoding)], so
+    only the per-pair terms run per pair.
+    """
+    encoder, head = model.get_layer("encoder"), model.get_layer("head")
+    layers = {
+        layer.name: layer for layer in head.layers if not isinstance(layer, keras.layers.InputLayer)
+    }
+    if "head_a" not in layers:  # the Siamese distance: nothing to split off
+        return encoder, head
+    shape, dtype = tuple(encoder.input.shape[1:]), encoder.input.dtype
+    question = keras.Input(shape=shape, dtype=dtype, name="question")
+    encoding = encoder(question)
+    row = keras.layers.Concatenate(name="question_row")(
+        [encoding, layers["head_a"](encoding), layers["head_b"](encoding)]
     )
-    return keras.Model([a, b], probability, name="head")
+    per_question = keras.Model(question, row, name="per_question")
+
+    width, units = int(encoding.shape[-1]), int(layers["head_a"].units)
+    a_row, b_row = _encoding_inputs(width + 2 * units)
+    a, b = a_row[:, :width], b_row[:, :width]
+    a_part, b_part = a_row[:, width : width + units], b_row[:, width + units :]
+    per_pair = keras.Model(
+        [a_row, b_row], _classifier_output(layers, a, b, a_part, b_part), name="per_pair"
+    )
+    return per_question, per_pair
 
 
 def pair_classifier(encoder: keras.Model, params: dict, name: str, distance: str = "none"):
