@@ -38,6 +38,7 @@ bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/embeddings.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/accuracy.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/scoring.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/train_speed.py --output reports/bench/train_speed_cpu.json
 
 ## lock: re-resolve requirements.lock from pyproject.toml
 lock:

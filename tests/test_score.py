@@ -89,7 +89,10 @@ def test_bad_rows_get_an_error_and_keep_their_place(bundles, tmp_path):
     rows["question1"] = rows["question1"].astype(object)
     source = tmp_path / "in.jsonl"
     write_any(rows, source)
-    counts = score_file(bundles["residual"], source, tmp_path / "out.jsonl", quiet=True)
+    # chunks of 2 rows: the second chunk has no row to score
+    counts = score_file(
+        bundles["residual"], source, tmp_path / "out.jsonl", quiet=True, chunk_rows=2
+    )
     out = pd.read_json(tmp_path / "out.jsonl", lines=True, dtype=False)
     assert len(out) == 6 and counts["errors"] == 3
     assert out["error"].tolist() == [
