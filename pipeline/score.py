@@ -277,6 +277,13 @@ def score_file(
     return counts
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dupq-score", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="model bundle directory (models/<name>)")
@@ -291,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         help="probability cut for prediction (default: the bundle's)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=CHUNK_ROWS, help="rows read and scored per chunk"
+        "--batch-size",
+        type=_positive_int,
+        default=CHUNK_ROWS,
+        help="rows read and scored per chunk",
     )
     parser.add_argument(
         "--format",

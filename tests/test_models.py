@@ -65,12 +65,7 @@ def test_model_trains_saves_reloads_and_predicts_the_same(featurized, name):
     if bundle.keras_model is not None:  # encoder once per distinct question == whole model
         pairs = Pairs.from_columns(test["question1"], test["question2"])
         parts = bundle.raw_for_pairs(pairs.questions, pairs.first, pairs.second, batch_size=7)
-        tokens = bundle.text_model.tokens(pairs.questions)
-        model_in = (
-            bundle.text_model.token_ids(tokens)
-            if name == "birnn_cnn"
-            else bundle.text_model.embed(tokens)[0]
-        )
+        model_in = bundle.model_inputs(pairs.questions)
         whole = bundle.keras_model.predict(
             {"q1": model_in[pairs.first], "q2": model_in[pairs.second]}, verbose=0
         )

@@ -158,6 +158,10 @@ def test_whole_file_problems_exit_2_with_one_line(bundles, tmp_path):
         assert message in result.stderr
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    args = ("--model", model, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv")
+    result = cli(*args, "--batch-size", "0")
+    assert result.returncode == 2 and "--batch-size: must be 1 or more" in result.stderr
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.csv").exists()
 
 
