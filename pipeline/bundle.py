@@ -11,17 +11,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from pipeline import __version__
 from pipeline.featurize import TextModel
 from pipeline.io import load_npz, read_json, save_npz, write_json
-from pipeline.text import normalize
+from pipeline.text import normalize, to_arrow
 
 FORMAT_VERSION = 2  # 2: Keras models are encoder + head parts
 KERAS_KINDS = ("siamese", "residual", "birnn_cnn")
@@ -44,22 +46,19 @@ class Pairs:
 
     @classmethod
     def from_columns(cls, q1, q2, unicode_form: str = "NFKC") -> Pairs:
-        q1, q2 = pd.Series(q1, dtype=object), pd.Series(q2, dtype=object)
+        q1, q2 = pd.Series(q1), pd.Series(q2)
         n = len(q1)
-        codes, distinct = pd.factorize(pd.concat([q1, q2], ignore_index=True), use_na_sentinel=True)
-        distinct = pd.Series(distinct, dtype=object)
-        if pd.api.types.infer_dtype(distinct, skipna=True) in ("string", "empty"):
-            not_text = np.zeros(len(distinct), dtype=bool)
-        else:  # mixed values (JSON lines, parquet): find the ones that are not strings
-            not_text = ~distinct.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
-        text = normalize(distinct.where(~not_text, None), unicode_form)
+        codes, distinct, not_text = _distinct_values(q1, q2)
+        text = normalize(distinct, unicode_form)
         empty = (text.fillna("") == "").to_numpy(dtype=bool) & ~not_text
         problem = np.where(not_text, "not text", np.where(empty, "empty", "")).astype(object)
         problem = np.append(problem, "missing")  # code -1 (a missing value) picks this
         p1, p2 = problem[codes[:n]], problem[codes[n:]]
-        errors = np.where(
-            p1 != "", "question1 is " + p1, np.where(p2 != "", "question2 is " + p2, "")
-        ).astype(object)
+        errors = np.full(n, "", dtype=object)
+        bad1 = p1 != ""
+        bad2 = (p2 != "") & ~bad1
+        errors[bad1] = "question1 is " + p1[bad1]
+        errors[bad2] = "question2 is " + p2[bad2]
         codes = np.where(codes < 0, 0, codes)
         return cls(text.fillna(""), codes[:n], codes[n:], errors)
 
@@ -68,17 +67,49 @@ class Pairs:
         return self.errors == ""
 
 
+def _distinct_values(q1: pd.Series, q2: pd.Series) -> tuple[np.ndarray, object, np.ndarray]:
+    """Codes of q1 then q2 into their distinct values (-1: missing), the distinct values with
+    those that are not text made missing, and which those were."""
+    if isinstance(q1.dtype, pd.StringDtype) and isinstance(q2.dtype, pd.StringDtype):
+        # text columns (CSV, parquet): Arrow's hash kernel, off the GIL
+        encoded = pc.dictionary_encode(to_arrow(pd.concat([q1, q2], ignore_index=True)))
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        return codes, encoded.dictionary, np.zeros(len(encoded.dictionary), dtype=bool)
+    both = pd.concat([q1.astype(object), q2.astype(object)], ignore_index=True)
+    codes, distinct = pd.factorize(both, use_na_sentinel=True)
+    distinct = pd.Series(distinct, dtype=object)
+    if pd.api.types.infer_dtype(distinct, skipna=True) in ("string", "empty"):
+        not_text = np.zeros(len(distinct), dtype=bool)
+    else:  # mixed values (JSON lines, lists): find the ones that are not strings
+        not_text = ~distinct.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+    return codes, distinct.where(~not_text, None), not_text
+
+
 class Bundle:
     def __init__(
         self,
         directory: Path,
         meta: dict,
         text_model: TextModel,
-        keras_model=None,
+        keras_parts: Future | None = None,
         logreg: dict | None = None,
     ):
         self.directory, self.meta, self.text_model = directory, meta, text_model
-        self.keras_model, self.logreg = keras_model, logreg
+        self._keras_parts, self.logreg = keras_parts, logreg
+
+    @property
+    def keras_model(self):
+        """The trained Keras model (None for logreg), waiting for it if it is still loading."""
+        return None if self._keras_parts is None else self._keras_parts.result()[0]
+
+    def wait_until_loaded(self) -> None:
+        """Raise the BundleError of a Keras model that failed to load in the background."""
+        if self._keras_parts is not None:
+            self._keras_parts.result()
+
+    @property
+    def _scoring_parts(self):
+        return self._keras_parts.result()[1:]
 
     @property
     def name(self) -> str:
@@ -105,7 +136,8 @@ class Bundle:
         """Model outputs for pairs given as indices into normalized distinct `questions`."""
         if len(first) == 0:
             return np.zeros(0, dtype=np.float32)
-        return self.raw_from_inputs(self.model_inputs(questions), first, second, batch_size)
+        rows = self.question_rows(self.model_inputs(questions), batch_size)
+        return self.raw_from_rows(rows, first, second, batch_size)
 
     def model_inputs(self, questions: pd.Series):
         """What the model reads per distinct normalized question: TF-IDF rows (`logreg`),
@@ -118,20 +150,27 @@ class Bundle:
             return self.text_model.token_ids(tokens)
         return self.text_model.embed(tokens)[0]
 
-    def raw_from_inputs(
-        self, inputs, first: np.ndarray, second: np.ndarray, batch_size: int = 8192
+    def question_rows(self, inputs, batch_size: int = 8192):
+        """The part of the model that sees one question, run once per distinct question:
+        for Keras models the encoding and the head's per-question projections
+        (`scoring_parts`); logreg's TF-IDF rows are used as they are."""
+        if self.logreg is not None:
+            return inputs
+        per_question, _ = self._scoring_parts
+        return _in_batches(per_question.predict_on_batch, batch_size, inputs)
+
+    def raw_from_rows(
+        self, rows, first: np.ndarray, second: np.ndarray, batch_size: int = 8192
     ) -> np.ndarray:
-        """Model outputs for pairs given as indices into `model_inputs` rows."""
+        """Model outputs for pairs given as indices into `question_rows`."""
         if len(first) == 0:
             return np.zeros(0, dtype=np.float32)
-        if self.meta["kind"] == "logreg":
+        if self.logreg is not None:
             from pipeline.models.logreg import pair_features, predict_proba
 
-            features = pair_features(inputs[first], inputs[second])
+            features = pair_features(rows[first], rows[second])
             return predict_proba(features, self.logreg["coef"], float(self.logreg["intercept"]))
-        # what depends on one question runs once per distinct question, the rest per pair
-        per_question, per_pair = self._scoring_parts
-        rows = _in_batches(per_question.predict_on_batch, batch_size, inputs)
+        _, per_pair = self._scoring_parts
         return _in_batches(
             lambda a, b: per_pair.predict_on_batch({"a": a, "b": b}),
             batch_size,
@@ -139,12 +178,6 @@ class Bundle:
             second,
             gather=rows,
         ).ravel()
-
-    @cached_property
-    def _scoring_parts(self):
-        from pipeline.models.layers import scoring_parts
-
-        return scoring_parts(self.keras_model)
 
     def probability_from_raw(self, raw: np.ndarray) -> np.ndarray:
         calibration = self.meta.get("calibration")
@@ -206,8 +239,14 @@ def save_bundle(
             shutil.rmtree(staging)
 
 
-def load_bundle(directory: str | Path) -> Bundle:
-    """Load a bundle; a missing, partial or incompatible one raises BundleError."""
+def load_bundle(directory: str | Path, wait: bool = True) -> Bundle:
+    """Load a bundle; a missing, partial or incompatible one raises BundleError.
+
+    The Keras model (with TensorFlow's import, seconds) loads on a background thread. With
+    `wait=False` the bundle comes back as soon as its text model is ready, so the caller can
+    read and featurize input meanwhile; a Keras load error is then raised by the first call
+    that needs the model.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise BundleError(f"{directory}: model bundle not found (train it with `dvc repro`)")
@@ -235,19 +274,43 @@ def load_bundle(directory: str | Path) -> Bundle:
     missing = [name for name in needed if not (directory / name).exists()]
     if missing:
         raise BundleError(f"{directory}: incomplete bundle, missing {', '.join(missing)}")
-    try:
+    with _bundle_errors(directory):
         text_model = TextModel.load(directory)
         if kind == "logreg":
             return Bundle(directory, meta, text_model, logreg=load_npz(directory / "logreg.npz"))
+    loader = ThreadPoolExecutor(1, thread_name_prefix="load-model")
+    keras_parts = loader.submit(_load_keras_parts, directory)
+    loader.shutdown(wait=False)  # the thread ends when the model is loaded
+    bundle = Bundle(directory, meta, text_model, keras_parts=keras_parts)
+    if wait:
+        keras_parts.result()
+    return bundle
+
+
+def _load_keras_parts(directory: Path) -> tuple:
+    """(model, per_question, per_pair), the scoring parts traced for any batch size."""
+    with _bundle_errors(directory):
         import keras
 
-        import pipeline.models.layers  # noqa: F401  (registers the custom layers)
+        from pipeline.models.layers import scoring_parts
 
         model = keras.models.load_model(directory / "model.keras", safe_mode=True, compile=False)
+    if not {"encoder", "head"} <= {layer.name for layer in model.layers}:
+        raise BundleError(f"{directory}: model.keras has no encoder and head parts (retrain it)")
+    per_question, per_pair = scoring_parts(model)
+    # the first two batch shapes each trace a graph; after that one graph fits every size
+    for rows in (1, 2):
+        shape, dtype = per_question.input.shape[1:], per_question.input.dtype
+        encoded = per_question.predict_on_batch(np.zeros((rows, *shape), dtype=dtype))
+        per_pair.predict_on_batch({"a": encoded, "b": encoded})
+    return model, per_question, per_pair
+
+
+@contextmanager
+def _bundle_errors(directory: Path):
+    try:
+        yield
     except (OSError, ValueError, KeyError) as err:
         raise BundleError(
             f"{directory}: cannot load bundle ({type(err).__name__}: {err})"
         ) from None
-    if not {"encoder", "head"} <= {layer.name for layer in model.layers}:
-        raise BundleError(f"{directory}: model.keras has no encoder and head parts (retrain it)")
-    return Bundle(directory, meta, text_model, keras_model=model)

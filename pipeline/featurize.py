@@ -3,8 +3,9 @@
 A `TextModel` holds what turns raw questions into model inputs: text-core settings, the
 train-split vocabulary with its idf, and the word vectors aligned to that vocabulary. Every
 step is a whole-batch operation: token counts come from pyarrow kernels straight into a
-scipy CSR matrix, TF-IDF is scikit-learn's TfidfTransformer, and a question embedding is one
-sparse product divided by the row weight sums.
+scipy CSR matrix, TF-IDF is scikit-learn's formula (smooth idf from the train split, no
+normalization), and a question embedding is one sparse product divided by the row weight sums.
+Scoring imports this module, so scikit-learn is imported only where a model is fitted.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfTransformer
 
 from pipeline.io import load_npz, read_json, save_npz, write_json
 from pipeline.text import TextConfig, tokenize
@@ -40,7 +40,6 @@ class TextModel:
     sublinear_tf: bool = False
     max_len: int = 40
     _vocab_array: pa.Array = field(init=False, repr=False)
-    _tfidf: TfidfTransformer = field(init=False, repr=False)
 
     def __post_init__(self):
         if self.weighting not in WEIGHTINGS:
@@ -48,8 +47,6 @@ class TextModel:
                 f"features.weighting must be one of {WEIGHTINGS}, got {self.weighting!r}"
             )
         self._vocab_array = pa.array(self.vocab.tolist(), pa.string())
-        self._tfidf = TfidfTransformer(norm=None, sublinear_tf=self.sublinear_tf)
-        self._tfidf.idf_ = self.idf.astype(np.float64)
         self.known = (np.abs(self.vectors).sum(axis=1) > 0).astype(np.float32)
 
     @property
@@ -81,6 +78,8 @@ class TextModel:
         words, freqs = words[order], freqs[order]
         keep = freqs >= min_df
         words = words[keep][:max_features] if max_features else words[keep]
+        from sklearn.feature_extraction.text import TfidfTransformer
+
         counts = _count_matrix(tokens, pa.array(words.tolist(), pa.string()))
         idf = TfidfTransformer().fit(counts).idf_.astype(np.float32)
         index = pd.Index(word_vectors.index_to_key).get_indexer(words)
@@ -96,13 +95,23 @@ class TextModel:
         return _count_matrix(tokens, self._vocab_array)
 
     def tfidf(self, tokens: pa.ListArray) -> sp.csr_matrix:
-        return self._tfidf.transform(self.counts(tokens)).astype(np.float32).tocsr()
+        return self._tf_idf(self.counts(tokens))
+
+    def _tf_idf(self, counts: sp.csr_matrix) -> sp.csr_matrix:
+        """tf * idf, tf being the count or 1 + log(count) with sublinear_tf: scikit-learn's
+        TfidfTransformer(norm=None) (a test holds them equal) without importing it."""
+        weights = counts.astype(np.float32)  # a copy: counts stay counts
+        if self.sublinear_tf:
+            np.log(weights.data, out=weights.data)
+            weights.data += 1
+        weights.data *= self.idf[weights.indices]
+        return weights
 
     def weights(self, tokens: pa.ListArray) -> sp.csr_matrix:
         """Per-question word weights for the weighted mean, by `weighting`."""
         counts = self.counts(tokens)
         if self.weighting == "tfidf":
-            return self._tfidf.transform(counts).astype(np.float32, copy=False).tocsr()
+            return self._tf_idf(counts)
         if self.weighting == "idf":
             presence = counts.copy()
             presence.data[:] = 1.0

@@ -13,7 +13,9 @@ Python API: `from pipeline.score import load_bundle`; `load_bundle(path).predict
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
+import mmap
 import sys
 import time
 from collections.abc import Iterator
@@ -30,39 +32,44 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipeline.bundle import Bundle, BundleError, Pairs, load_bundle
-from pipeline.io import InputError, atomic_path, table_format
+from pipeline.io import InputError, atomic_path, first_bad_utf8_line, table_format
 
 __all__ = ["load_bundle", "score_file", "main"]
 log = logging.getLogger("score")
 NEW_COLUMNS = ("probability", "prediction", "error")
-CSV_OPTIONS = dict(dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
-BLOCK = 1 << 24
+BLOCK = 1 << 24  # bytes read at a time; a CSV row must fit in one
 # Rows per chunk: memory stays flat (about 1.5 GB for the MLP models, TensorFlow included),
 # and a bigger chunk finds more repeated questions to encode once.
 CHUNK_ROWS = 200_000
 
 
 def check_utf8(path: Path) -> None:
-    """Fail before any work if a text file is not UTF-8, naming the first bad line."""
-    import codecs
+    """Fail before any work if a text file is not UTF-8, naming the first bad line.
 
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1
+    Arrow validates whole blocks (fast, off the GIL); only a file that fails is read again
+    line by line to find the line.
+    """
     with open(path, "rb") as f:
+        rest = b""
         for block in iter(lambda: f.read(BLOCK), b""):
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError as err:
-                bad_line = line + block[: err.start].count(b"\n")
-                raise InputError(
-                    f"{path}: line {bad_line}: not valid UTF-8 "
-                    f"(byte 0x{block[err.start]:02x}); re-encode the file as UTF-8"
-                ) from None
-            line += block.count(b"\n")
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            raise InputError(f"{path}: line {line}: file ends inside a UTF-8 character") from None
+            block = rest + block
+            cut = block.rfind(b"\n") + 1  # a UTF-8 character never spans a newline
+            if not _is_utf8(block[:cut]):
+                break
+            rest = block[cut:]
+        else:
+            if _is_utf8(rest):
+                return
+    line, reason = first_bad_utf8_line(path)
+    raise InputError(f"{path}: line {line}: not valid UTF-8 ({reason}); re-encode it as UTF-8")
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        pa.array([data], pa.binary()).cast(pa.string())
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def read_header(path: Path, fmt: str) -> list[str]:
@@ -80,14 +87,17 @@ def read_header(path: Path, fmt: str) -> list[str]:
             return list(pd.read_json(StringIO(first), lines=True).columns)
         except ValueError as err:
             raise InputError(f"{path}: line 1: not a JSON object ({err})") from None
-    try:
-        return list(
-            pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", nrows=0, **CSV_OPTIONS).columns
-        )
-    except pd.errors.EmptyDataError:
-        return []
-    except pd.errors.ParserError as err:
-        raise InputError(f"{path}: cannot parse the header ({err})") from None
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        # the first non-blank record, as the CSV reader reads it (quoted newlines included)
+        header = next((row for row in csv.reader(f, delimiter=_delimiter(fmt)) if row), [])
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise InputError(f"{path}: header: column name(s) repeated: {', '.join(repeated)}")
+    return header
+
+
+def _delimiter(fmt: str) -> str:
+    return "\t" if fmt == "tsv" else ","
 
 
 def read_chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
@@ -105,9 +115,58 @@ def _chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
     elif fmt == "jsonl":
         yield from pd.read_json(path, lines=True, chunksize=rows, dtype=False, encoding="utf-8-sig")
     else:
-        yield from pd.read_csv(
-            path, sep="\t" if fmt == "tsv" else ",", chunksize=rows, **CSV_OPTIONS
+        yield from _csv_chunks(path, fmt, rows)
+
+
+def _csv_chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
+    """CSV/TSV through Arrow's streaming reader (parses off the GIL, on all cores), re-cut
+    into chunks of `rows` rows. Every column is read as text, as written: an empty cell is
+    missing, anything else (ids with leading zeros, "NA") is kept verbatim."""
+    bad_rows = []
+
+    def on_bad_row(row) -> str:
+        bad_rows.append(row)
+        return "error"
+
+    header = read_header(path, fmt)
+    try:
+        reader = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(block_size=BLOCK),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=_delimiter(fmt), newlines_in_values=True, invalid_row_handler=on_bad_row
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                strings_can_be_null=True,
+                null_values=[""],
+            ),
         )
+        pending: list[pa.RecordBatch] = []
+        for batch in reader:
+            pending.append(batch)
+            while sum(b.num_rows for b in pending) >= rows:
+                table = pa.Table.from_batches(pending)
+                yield table.slice(0, rows).to_pandas()
+                pending = table.slice(rows).to_batches()
+        if pending:
+            yield pa.Table.from_batches(pending).to_pandas()
+    except pa.ArrowInvalid:
+        if not bad_rows:
+            raise
+        row = bad_rows[0]
+        raise InputError(
+            f"{path}: line {_line_of(path, row.text)}: {row.actual_columns} fields where the "
+            f"header has {row.expected_columns}: {row.text[:80]!r}"
+        ) from None
+
+
+def _line_of(path: Path, text: str) -> int | str:
+    """The line where `text` (a row as Arrow saw it) starts; Arrow reports no line number
+    when quoted fields may hold newlines."""
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        offset = data.find(text.encode("utf-8"))
+        return "?" if offset < 0 else data[:offset].count(b"\n") + 1
 
 
 class ChunkWriter:
@@ -160,25 +219,30 @@ class ChunkWriter:
 class PreparedChunk:
     frame: pd.DataFrame
     pairs: Pairs
-    inputs: object  # the model's inputs per distinct question; None when no pair is valid
+    rows: object  # `Bundle.question_rows` of the distinct questions; None when no pair is valid
 
 
-def prepare_chunk(bundle: Bundle, frame: pd.DataFrame, q1_col: str, q2_col: str) -> PreparedChunk:
-    """The text half of scoring a chunk: find bad rows, normalize and featurize questions."""
+def prepare_chunk(
+    bundle: Bundle, frame: pd.DataFrame, q1_col: str, q2_col: str, batch_size: int
+) -> PreparedChunk:
+    """The per-question half of scoring a chunk: find bad rows, then normalize, featurize
+    and encode each distinct question."""
     pairs = Pairs.from_columns(frame[q1_col], frame[q2_col], bundle.text_model.text.unicode_form)
-    inputs = bundle.model_inputs(pairs.questions) if pairs.valid.any() else None
-    return PreparedChunk(frame, pairs, inputs)
+    rows = None
+    if pairs.valid.any():
+        rows = bundle.question_rows(bundle.model_inputs(pairs.questions), batch_size)
+    return PreparedChunk(frame, pairs, rows)
 
 
 def finish_chunk(
     bundle: Bundle, chunk: PreparedChunk, threshold: float, batch_size: int
 ) -> pd.DataFrame:
-    """The model half: the chunk with probability, prediction and error columns added."""
+    """The per-pair half: the chunk with probability, prediction and error columns added."""
     valid, errors = chunk.pairs.valid, chunk.pairs.errors
     probability = np.full(len(chunk.frame), np.nan, dtype=np.float64)
     if valid.any():
         first, second = chunk.pairs.first[valid], chunk.pairs.second[valid]
-        raw = bundle.raw_from_inputs(chunk.inputs, first, second, batch_size)
+        raw = bundle.raw_from_rows(chunk.rows, first, second, batch_size)
         probability[valid] = bundle.probability_from_raw(raw)
     prediction = pd.array(np.where(valid, probability >= threshold, 0), dtype="Int8")
     prediction[~valid] = pd.NA
@@ -190,16 +254,16 @@ def finish_chunk(
 
 
 def prepared_chunks(
-    bundle: Bundle, frames: Iterator[pd.DataFrame], q1_col: str, q2_col: str
+    bundle: Bundle, frames: Iterator[pd.DataFrame], q1_col: str, q2_col: str, batch_size: int
 ) -> Iterator[PreparedChunk]:
-    """Chunks prepared one ahead on a worker thread, so reading and text work overlap the
-    model's work on the chunk before; holding one chunk ahead keeps memory flat. An error
-    while reading or preparing is raised here, in the caller's thread."""
+    """Chunks prepared one ahead on a worker thread, so reading, text work and encoding
+    overlap the per-pair work on the chunk before; holding one chunk ahead keeps memory flat.
+    An error while reading or preparing is raised here, in the caller's thread."""
     frames = iter(frames)
 
     def prepare_next() -> PreparedChunk | None:
         frame = next(frames, None)
-        return None if frame is None else prepare_chunk(bundle, frame, q1_col, q2_col)
+        return None if frame is None else prepare_chunk(bundle, frame, q1_col, q2_col, batch_size)
 
     with ThreadPoolExecutor(1, thread_name_prefix="prepare") as pool:
         pending = pool.submit(prepare_next)
@@ -229,6 +293,8 @@ def score_file(
     out_fmt = table_format(output_path, output_format)
     if input_path.stat().st_size == 0:
         raise InputError(f"{input_path}: empty file (not even a header)")
+    # TensorFlow loads on the side while the input is checked and its first chunk prepared
+    bundle = load_bundle(model, wait=False)
     if in_fmt != "parquet":
         check_utf8(input_path)
     columns = read_header(input_path, in_fmt)
@@ -246,7 +312,6 @@ def score_file(
             f"{input_path}: already has output column(s) {', '.join(clash)}; "
             "rename them so nothing is overwritten"
         )
-    bundle = load_bundle(model)
     threshold = bundle.threshold if threshold is None else float(threshold)
 
     counts = {"rows": 0, "scored": 0, "errors": 0}
@@ -259,7 +324,7 @@ def score_file(
         writer = ChunkWriter(tmp, out_fmt, input_path)
         try:
             frames = read_chunks(input_path, in_fmt, chunk_rows)
-            for chunk in prepared_chunks(bundle, frames, q1_col, q2_col):
+            for chunk in prepared_chunks(bundle, frames, q1_col, q2_col, batch_size):
                 scored = finish_chunk(bundle, chunk, threshold, batch_size)
                 writer.write(scored)
                 bad = int((scored["error"] != "").sum())
@@ -269,8 +334,9 @@ def score_file(
                 bar.update(len(scored))
             if not writer.wrote_header:  # header-only input: header-only output
                 empty = pd.DataFrame({c: pd.Series(dtype="string") for c in columns})
-                chunk = prepare_chunk(bundle, empty, q1_col, q2_col)
+                chunk = prepare_chunk(bundle, empty, q1_col, q2_col, batch_size)
                 writer.write(finish_chunk(bundle, chunk, threshold, batch_size))
+            bundle.wait_until_loaded()  # a broken model fails the run even if nothing was scored
         finally:
             writer.close()
     counts["seconds"] = round(time.perf_counter() - start, 3)

@@ -49,7 +49,7 @@ def to_arrow(texts: Iterable) -> pa.Array:
     if isinstance(texts, pa.Array):
         return texts
     if isinstance(texts, pd.Series):
-        return pa.Array.from_pandas(texts.astype("string"), type=pa.string())
+        return to_arrow(pa.Array.from_pandas(texts.astype("string"), type=pa.string()))
     return pa.array(list(texts) if not isinstance(texts, np.ndarray) else texts, type=pa.string())
 
 

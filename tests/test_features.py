@@ -33,9 +33,13 @@ def model():
     return TextModel.fit(TRAIN, TextConfig(), kv, max_len=6)
 
 
-def test_tfidf_matches_scikit_learn_vectorizer(model):
-    reference = TfidfVectorizer(analyzer=lambda text: token_lists([text])[0], norm=None)
+@pytest.mark.parametrize("sublinear_tf", [False, True])
+def test_tfidf_matches_scikit_learn_vectorizer(model, sublinear_tf):
+    reference = TfidfVectorizer(
+        analyzer=lambda text: token_lists([text])[0], norm=None, sublinear_tf=sublinear_tf
+    )
     expected = reference.fit(TRAIN).transform(["How do I learn Python ? python"])
+    model = TextModel(model.text, model.vocab, model.idf, model.vectors, sublinear_tf=sublinear_tf)
     got = model.tfidf(model.tokens(["How do I learn Python ? python"]))
     order = [reference.vocabulary_[w] for w in model.vocab]
     assert np.allclose(got.toarray(), expected.toarray()[:, order], atol=1e-6)

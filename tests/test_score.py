@@ -8,6 +8,7 @@ import pytest
 from conftest import ROOT
 
 from pipeline import evaluate, score
+from pipeline.bundle import Pairs
 from pipeline.score import load_bundle, score_file
 
 PAIRS = pd.DataFrame(
@@ -142,6 +143,8 @@ def test_whole_file_problems_exit_2_with_one_line(bundles, tmp_path):
     (tmp_path / "cols.csv").write_text("q1,q2\na,b\n")
     (tmp_path / "bad.tsv").write_bytes(b"question1\tquestion2\nok?\tfine?\nbad \xff\tx\n")
     (tmp_path / "in.csv").write_text("question1,question2\nHow?,Why?\n")
+    (tmp_path / "ragged.csv").write_text('question1,question2\n"How\nnow?",Why?\nA?,B?,C?\n')
+    (tmp_path / "twice.csv").write_text("question1,question2,id,id\nHow?,Why?,1,2\n")
     (tmp_path / "nobundle").mkdir()
     cases = [
         (tmp_path / "missing.csv", model, "missing.csv: file not found"),
@@ -149,6 +152,8 @@ def test_whole_file_problems_exit_2_with_one_line(bundles, tmp_path):
         (tmp_path / "cols.csv", model, "missing column(s) question1, question2; found q1, q2"),
         (tmp_path / "bad.tsv", model, "bad.tsv: line 3: not valid UTF-8"),
         (tmp_path / "empty.csv", model, "empty.csv: empty file"),
+        (tmp_path / "ragged.csv", model, "ragged.csv: line 4: 3 fields where the header has 2"),
+        (tmp_path / "twice.csv", model, "twice.csv: header: column name(s) repeated: id"),
         (tmp_path / "in.csv", tmp_path / "nobundle", "bundle.json is missing"),
     ]
     (tmp_path / "in.xlsx").write_text("x")
@@ -255,3 +260,61 @@ def test_column_changing_type_between_chunks_is_a_clear_error(bundles, tmp_path)
     )
     assert result.returncode == 2 and "in.jsonl: a column changes type" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "o.parquet").exists()
+
+
+def test_broken_keras_model_is_exit_2_after_loading_on_the_side(bundles, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(bundles["residual"], broken)
+    (broken / "model.keras").write_bytes(b"not a zip archive")
+    write_any(PAIRS, tmp_path / "in.csv")
+    result = cli("--model", broken, "--input", tmp_path / "in.csv", "--output", tmp_path / "o.csv")
+    assert result.returncode == 2 and "cannot load bundle" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("block", [64, 256, 1 << 24])
+def test_csv_rows_keep_their_order_across_reader_blocks_and_chunks(
+    bundles, tmp_path, monkeypatch, block
+):
+    monkeypatch.setattr(score, "BLOCK", block)  # a CSV row must fit in one block
+    frame = pd.concat([PAIRS] * 5, ignore_index=True).assign(id=range(25))
+    write_any(frame, tmp_path / "in.csv")
+    counts = score_file(
+        bundles["logreg"], tmp_path / "in.csv", tmp_path / "out.csv", chunk_rows=3, quiet=True
+    )
+    out = read_any(tmp_path / "out.csv")
+    assert counts["rows"] == 25 and out["id"].tolist() == [str(i) for i in range(25)]
+    assert out["note"].tolist() == frame["note"].tolist()
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 1 << 24])
+def test_utf8_check_finds_the_line_whatever_the_block_size(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(score, "BLOCK", block)
+    good = tmp_path / "good.csv"
+    good.write_text("question1,question2\n日本 😀,é?\nok,fine\n", encoding="utf-8")
+    score.check_utf8(good)  # multi-byte characters cut by block ends are fine
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes("question1,question2\n日本,é\n".encode() + b"cut \xe6\x97\n")
+    with pytest.raises(score.InputError, match="bad.csv: line 3: not valid UTF-8"):
+        score.check_utf8(bad)
+
+
+def test_pairs_from_text_columns_and_from_python_objects_agree():
+    q1 = ["How do I learn Python?", None, "  ", "How do I learn Python?", "Ｐｙｔｈｏｎ?"]
+    q2 = ["What is Python?", "Why?", "Why?", "", "What is Python?"]
+    as_text = Pairs.from_columns(pd.Series(q1, dtype="str"), pd.Series(q2, dtype="str"))
+    as_objects = Pairs.from_columns(pd.Series(q1, dtype=object), pd.Series(q2, dtype=object))
+    for pairs in (as_text, as_objects):
+        assert pairs.errors.tolist() == [
+            "",
+            "question1 is missing",
+            "question1 is empty",
+            "question2 is empty",
+            "",
+        ]
+        q = pairs.questions.to_numpy()
+        assert q[pairs.first[[0, 3]]].tolist() == ["How do I learn Python?"] * 2
+        assert q[pairs.first[4]] == "Python?"  # NFKC
+        assert pairs.first[0] == pairs.first[3]  # encoded once
