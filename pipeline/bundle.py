@@ -48,11 +48,11 @@ class Pairs:
     def from_columns(cls, q1, q2, unicode_form: str = "NFKC") -> Pairs:
         q1, q2 = pd.Series(q1), pd.Series(q2)
         n = len(q1)
-        codes, distinct, not_text = _distinct_values(q1, q2)
+        codes, distinct = _distinct_texts(q1, q2)
         text = normalize(distinct, unicode_form)
-        empty = (text.fillna("") == "").to_numpy(dtype=bool) & ~not_text
-        problem = np.where(not_text, "not text", np.where(empty, "empty", "")).astype(object)
-        problem = np.append(problem, "missing")  # code -1 (a missing value) picks this
+        empty = (text.fillna("") == "").to_numpy(dtype=bool)
+        problem = np.where(empty, "empty", "").astype(object)
+        problem = np.append(problem, ["not text", "missing"])  # codes -2 and -1 pick these
         p1, p2 = problem[codes[:n]], problem[codes[n:]]
         errors = np.full(n, "", dtype=object)
         bad1 = p1 != ""
@@ -67,22 +67,23 @@ class Pairs:
         return self.errors == ""
 
 
-def _distinct_values(q1: pd.Series, q2: pd.Series) -> tuple[np.ndarray, object, np.ndarray]:
-    """Codes of q1 then q2 into their distinct values (-1: missing), the distinct values with
-    those that are not text made missing, and which those were."""
+def _distinct_texts(q1: pd.Series, q2: pd.Series) -> tuple[np.ndarray, object]:
+    """Codes of q1 then q2 into their distinct texts, and those texts. Code -1 marks a
+    missing value, -2 a value that is not text (a number, a list from JSON lines)."""
     if isinstance(q1.dtype, pd.StringDtype) and isinstance(q2.dtype, pd.StringDtype):
         # text columns (CSV, parquet): Arrow's hash kernel, off the GIL
         encoded = pc.dictionary_encode(to_arrow(pd.concat([q1, q2], ignore_index=True)))
-        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-        return codes, encoded.dictionary, np.zeros(len(encoded.dictionary), dtype=bool)
+        return pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), encoded.dictionary
     both = pd.concat([q1.astype(object), q2.astype(object)], ignore_index=True)
+    not_text = np.zeros(len(both), dtype=bool)
+    if pd.api.types.infer_dtype(both, skipna=True) not in ("string", "empty"):
+        # mixed values: only these need a look at each value (some cannot even be hashed)
+        is_text = both.map(lambda value: isinstance(value, str))
+        not_text = ~(is_text | both.isna()).to_numpy(dtype=bool)
+        both = both.where(~not_text)
     codes, distinct = pd.factorize(both, use_na_sentinel=True)
-    distinct = pd.Series(distinct, dtype=object)
-    if pd.api.types.infer_dtype(distinct, skipna=True) in ("string", "empty"):
-        not_text = np.zeros(len(distinct), dtype=bool)
-    else:  # mixed values (JSON lines, lists): find the ones that are not strings
-        not_text = ~distinct.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
-    return codes, distinct.where(~not_text, None), not_text
+    codes[not_text] = -2
+    return codes, pd.Series(distinct, dtype=object)
 
 
 class Bundle:
@@ -192,14 +193,18 @@ class Bundle:
 
 
 def _in_batches(predict, batch_size: int, *arrays, gather: np.ndarray | None = None):
-    """`predict` over row batches of `arrays` (or of `gather` rows they index), concatenated."""
-    outputs = []
+    """`predict` over row batches of `arrays` (or of `gather` rows they index), written into
+    one output array as they come (no list of parts to concatenate: half the peak memory)."""
+    out = None
     for start in range(0, len(arrays[0]), batch_size):
         batch = [a[start : start + batch_size] for a in arrays]
         if gather is not None:
             batch = [gather[rows] for rows in batch]
-        outputs.append(np.asarray(predict(*batch), dtype=np.float32))
-    return np.concatenate(outputs)
+        result = np.asarray(predict(*batch))
+        if out is None:
+            out = np.empty((len(arrays[0]), *result.shape[1:]), dtype=np.float32)
+        out[start : start + len(result)] = result
+    return out
 
 
 def save_bundle(

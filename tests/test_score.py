@@ -76,7 +76,8 @@ def test_round_trip_in_every_format(bundles, tmp_path, ext):
 def test_bad_rows_get_an_error_and_keep_their_place(bundles, tmp_path):
     rows = pd.DataFrame(
         {
-            "question1": ["How do I learn Python?", None, "   ", 42, "?!", "x" * 100_000],
+            "question1": ["How do I learn Python?", None, "   ", 42, "?!", "x" * 100_000]
+            + [["a", "list"], {"an": "object"}],
             "question2": [
                 "How can I learn Python?",
                 "Is Rust hard?",
@@ -84,6 +85,8 @@ def test_bad_rows_get_an_error_and_keep_their_place(bundles, tmp_path):
                 "Is Rust hard?",
                 "Is Rust hard?",
                 "How do I learn Python?",
+                "Is Rust hard?",
+                "Is Rust hard?",
             ],
         }
     )
@@ -95,7 +98,7 @@ def test_bad_rows_get_an_error_and_keep_their_place(bundles, tmp_path):
         bundles["residual"], source, tmp_path / "out.jsonl", quiet=True, chunk_rows=2
     )
     out = pd.read_json(tmp_path / "out.jsonl", lines=True, dtype=False)
-    assert len(out) == 6 and counts["errors"] == 3
+    assert len(out) == 8 and counts["errors"] == 5
     assert out["error"].tolist() == [
         "",
         "question1 is missing",
@@ -103,8 +106,13 @@ def test_bad_rows_get_an_error_and_keep_their_place(bundles, tmp_path):
         "question1 is not text",
         "",
         "",
+        "question1 is not text",
+        "question1 is not text",
     ]
-    assert out["probability"].isna().tolist() == [False, True, True, True, False, False]
+    assert out["probability"].isna().tolist() == [False, True, True, True, False, False] + [
+        True,
+        True,
+    ]
 
 
 def test_csv_with_crlf_quoted_newlines_and_bom(bundles, tmp_path):
