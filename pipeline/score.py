@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import logging
 import mmap
 import sys
@@ -27,20 +28,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipeline.bundle import Bundle, BundleError, Pairs, load_bundle
 from pipeline.io import InputError, atomic_path, first_bad_utf8_line, table_format
+from pipeline.text import to_arrow
 
 __all__ = ["load_bundle", "score_file", "main"]
 log = logging.getLogger("score")
 NEW_COLUMNS = ("probability", "prediction", "error")
 BLOCK = 1 << 24  # bytes read at a time; a CSV row must fit in one
-# Rows per chunk: memory stays flat (about 1.5 GB for the MLP models, TensorFlow included),
-# and a bigger chunk finds more repeated questions to encode once.
-CHUNK_ROWS = 200_000
+# A chunk's memory is mostly one row of model values per distinct question (2.5 KB for
+# `residual`), so chunks are cut at CHUNK_QUESTIONS distinct questions as well as at
+# CHUNK_ROWS rows: all-new questions give 200k-row chunks (about 2.5 GB at the peak), while
+# repetitive input gets longer chunks, each question encoded once for more rows.
+CHUNK_ROWS = 1_000_000
+CHUNK_QUESTIONS = 400_000
+READ_ROWS = 100_000  # the input is read in frames of this many rows, joined into chunks
 
 
 def check_utf8(path: Path) -> None:
@@ -106,6 +113,31 @@ def read_chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
         yield from _chunks(path, fmt, rows)
     except (ValueError, pd.errors.ParserError, pa.ArrowInvalid) as err:
         raise InputError(f"{path}: cannot parse as {fmt}: {err}") from None
+
+
+def question_bounded_chunks(
+    frames: Iterator[pd.DataFrame], q1_col: str, q2_col: str, max_rows: int, max_questions: int
+) -> Iterator[pd.DataFrame]:
+    """Consecutive frames joined into chunks of at most `max_rows` rows and `max_questions`
+    distinct questions (counted per frame: a question in two frames counts twice)."""
+    group, rows, questions = [], 0, 0
+    for frame in frames:
+        count = _question_count(frame[q1_col], frame[q2_col])
+        if group and (rows + len(frame) > max_rows or questions + count > max_questions):
+            yield group[0] if len(group) == 1 else pd.concat(group, ignore_index=True)
+            group, rows, questions = [], 0, 0
+        group.append(frame)
+        rows, questions = rows + len(frame), questions + count
+    if group:
+        yield group[0] if len(group) == 1 else pd.concat(group, ignore_index=True)
+
+
+def _question_count(q1: pd.Series, q2: pd.Series) -> int:
+    """Distinct values of two text columns (Arrow's hash kernel); for columns of any other
+    type (JSON lines), the number of cells, an upper bound that needs no hashing."""
+    if isinstance(q1.dtype, pd.StringDtype) and isinstance(q2.dtype, pd.StringDtype):
+        return pc.count_distinct(pa.chunked_array([to_arrow(q1), to_arrow(q2)])).as_py()
+    return len(q1) + len(q2)
 
 
 def _chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
@@ -280,6 +312,7 @@ def score_file(
     q2_col: str = "question2",
     threshold: float | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    chunk_questions: int = CHUNK_QUESTIONS,
     batch_size: int = 8192,
     input_format: str | None = None,
     output_format: str | None = None,
@@ -323,8 +356,9 @@ def score_file(
     ):
         writer = ChunkWriter(tmp, out_fmt, input_path)
         try:
-            frames = read_chunks(input_path, in_fmt, chunk_rows)
-            for chunk in prepared_chunks(bundle, frames, q1_col, q2_col, batch_size):
+            frames = read_chunks(input_path, in_fmt, min(chunk_rows, READ_ROWS))
+            chunks = question_bounded_chunks(frames, q1_col, q2_col, chunk_rows, chunk_questions)
+            for chunk in prepared_chunks(bundle, chunks, q1_col, q2_col, batch_size):
                 scored = finish_chunk(bundle, chunk, threshold, batch_size)
                 writer.write(scored)
                 bad = int((scored["error"] != "").sum())
@@ -367,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-size",
         type=_positive_int,
         default=CHUNK_ROWS,
-        help="rows read and scored per chunk",
+        help=f"most rows scored per chunk (default {CHUNK_ROWS:,}; chunks also end at "
+        f"{CHUNK_QUESTIONS:,} distinct questions)",
     )
     parser.add_argument(
         "--format",
@@ -406,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{counts['errors']} with errors ({rate:,.0f} rows/s)",
             file=sys.stderr,
         )
+    # The process ends next: keep TensorFlow's million objects out of the interpreter's final
+    # garbage collections, which would take most of a second to find nothing to free.
+    gc.freeze()
     return 0
 
 

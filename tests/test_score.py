@@ -326,3 +326,24 @@ def test_pairs_from_text_columns_and_from_python_objects_agree():
         assert q[pairs.first[[0, 3]]].tolist() == ["How do I learn Python?"] * 2
         assert q[pairs.first[4]] == "Python?"  # NFKC
         assert pairs.first[0] == pairs.first[3]  # encoded once
+
+
+def test_chunks_end_at_the_row_or_the_distinct_question_bound():
+    def frame(start, distinct):
+        texts = pd.Series([f"q{start + i % distinct}" for i in range(4)], dtype="str")
+        return pd.DataFrame({"question1": texts, "question2": texts, "n": range(start, start + 4)})
+
+    def sizes(frames, **bounds):
+        chunks = score.question_bounded_chunks(iter(frames), "question1", "question2", **bounds)
+        chunks = list(chunks)
+        joined = pd.concat(chunks, ignore_index=True)
+        assert joined["n"].tolist() == pd.concat(frames)["n"].tolist()  # all rows, in order
+        return [len(chunk) for chunk in chunks]
+
+    all_new = [frame(4 * i, 4) for i in range(5)]
+    repeats = [frame(4 * i, 1) for i in range(5)]
+    assert sizes(all_new, max_rows=100, max_questions=8) == [8, 8, 4]  # 4 questions a frame
+    assert sizes(repeats, max_rows=100, max_questions=8) == [20]  # 1 question a frame
+    assert sizes(repeats, max_rows=12, max_questions=8) == [12, 8]
+    objects = [f.astype(object) for f in repeats]  # JSON lines: every cell counts
+    assert sizes(objects, max_rows=100, max_questions=16) == [8, 8, 4]
