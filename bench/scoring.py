@@ -1,12 +1,15 @@
 """Benchmark: batch scoring through the CLI, 100k, 1M and 2M pairs, every model.
 
 Pairs are built from the questions of ../shared/data/quora/quora_pairs_subset.tsv (random
-pairings, seeded) and written as CSV. Each model's bundle scores them with
-`python -m pipeline.score` in a child process whose peak RSS is sampled. The rate is the one
-at 1M pairs, start-up included. Memory: 100k pairs fit in one 200k-row chunk, while 1M and 2M
-pairs keep two chunks in flight (one scored, one prepared ahead), so 1M against 2M shows
-whether memory grows with the input. Prints and writes reports/bench/scoring.json. Not a test:
-figures depend on the machine.
+pairings, seeded) and written as CSV: 54k distinct questions, so each recurs often, as in
+Quora-like traffic. Each model's bundle scores them with `python -m pipeline.score` in a child
+process whose peak RSS is sampled. The rate is the one at 1M pairs, start-up included.
+A second 1M-pair file makes every question new (the same questions, each with a distinct
+" #<n>" appended): the worst case for a scorer that encodes each distinct question once, for
+both speed and memory. Memory: 100k pairs are one chunk; 1M and 2M pairs keep two chunks in
+flight (one scored, one prepared ahead), and a chunk ends at 1M rows or 400k distinct
+questions, so memory is bounded whatever the file size. Prints and writes
+reports/bench/scoring.json. Not a test: figures depend on the machine.
 """
 
 from __future__ import annotations
@@ -24,17 +27,21 @@ from common import ROOT, SHARED_TSV, machine
 from pipeline.io import write_json
 
 
-def make_pairs(n: int, seed: int = 0) -> pd.DataFrame:
+def make_pairs(n: int, seed: int = 0, all_new: bool = False) -> pd.DataFrame:
     pairs = pd.read_csv(SHARED_TSV, sep="\t", keep_default_na=False)
     questions = pd.concat([pairs["question1"], pairs["question2"]], ignore_index=True).to_numpy()
     rng = np.random.default_rng(seed)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "id": np.arange(n),
             "question1": questions[rng.integers(0, len(questions), n)],
             "question2": questions[rng.integers(0, len(questions), n)],
         }
     )
+    if all_new:  # every question distinct
+        frame["question1"] += " #" + pd.Series(np.arange(n)).astype(str)
+        frame["question2"] += " #" + pd.Series(np.arange(n, 2 * n)).astype(str)
+    return frame
 
 
 def run_with_peak_rss(cmd: list[str]) -> tuple[float, float]:
@@ -65,16 +72,21 @@ def main() -> None:
         "--models", nargs="*", default=["logreg", "siamese", "residual", "birnn_cnn"]
     )
     parser.add_argument("--sizes", nargs="*", type=int, default=[100_000, 1_000_000, 2_000_000])
+    parser.add_argument(
+        "--all-new-size", type=int, default=1_000_000, help="pairs of all-new questions (0: skip)"
+    )
     parser.add_argument("--work", default="reports/bench/scoring_run")
     parser.add_argument("--output", default="reports/bench/scoring.json")
     args = parser.parse_args()
     work = ROOT / args.work
     work.mkdir(parents=True, exist_ok=True)
-    inputs = {}
-    for size in args.sizes:
-        inputs[size] = work / f"pairs_{size}.csv"
-        if not inputs[size].exists():
-            make_pairs(size).to_csv(inputs[size], index=False)
+    inputs = {str(size): (size, work / f"pairs_{size}.csv", False) for size in args.sizes}
+    if args.all_new_size:
+        size = args.all_new_size
+        inputs[f"all_new_{size}"] = (size, work / f"pairs_all_new_{size}.csv", True)
+    for size, path, all_new in inputs.values():
+        if not path.exists():
+            make_pairs(size, all_new=all_new).to_csv(path, index=False)
 
     results = {}
     for model in args.models:
@@ -83,7 +95,7 @@ def main() -> None:
             print(f"skipping {model}: no bundle at {bundle}")
             continue
         results[model] = {}
-        for size, path in inputs.items():
+        for label, (size, path, _) in inputs.items():
             seconds, peak = run_with_peak_rss(
                 [
                     sys.executable,
@@ -94,17 +106,17 @@ def main() -> None:
                     "--input",
                     str(path),
                     "--output",
-                    str(work / f"scored_{model}_{size}.csv"),
+                    str(work / f"scored_{model}_{label}.csv"),
                     "--quiet",
                 ]
             )
-            results[model][str(size)] = {
+            results[model][label] = {
                 "seconds": round(seconds, 1),
                 "pairs_per_s": round(size / seconds),
                 "peak_rss_mb": round(peak),
             }
             print(
-                f"{model:<10} {size:>9,} pairs: {size / seconds:>9,.0f} pairs/s, "
+                f"{model:<10} {label:>16} pairs: {size / seconds:>9,.0f} pairs/s, "
                 f"peak RSS {peak:,.0f} MB"
             )
         by_size = results[model]
@@ -129,7 +141,8 @@ def main() -> None:
             "sizes": args.sizes,
             "models": results,
             "note": "pairs_per_s and peak_rss_mb: 1M pairs, the whole CLI process, start-up "
-            "included; marginal_pairs_per_s: the rate between the smallest and largest sizes",
+            "included; marginal_pairs_per_s: the rate between the smallest and largest sizes; "
+            "all_new_*: pairs whose questions are all distinct (the worst case)",
         },
     )
     print(f"wrote {args.output}")
