@@ -1,4 +1,4 @@
-"""Benchmark: batch scoring through the CLI, 100k, 1M and 2M pairs, every model.
+"""Benchmark: batch scoring through the CLI, 100k, 1M, 2M and 4M pairs, every model.
 
 Pairs are built from the questions of ../shared/data/quora/quora_pairs_subset.tsv (random
 pairings, seeded) and written as CSV: 54k distinct questions, so each recurs often, as in
@@ -6,10 +6,12 @@ Quora-like traffic. Each model's bundle scores them with `python -m pipeline.sco
 process whose peak RSS is sampled. The rate is the one at 1M pairs, start-up included.
 A second 1M-pair file makes every question new (the same questions, each with a distinct
 " #<n>" appended): the worst case for a scorer that encodes each distinct question once, for
-both speed and memory. Memory: 100k pairs are one chunk; 1M and 2M pairs keep two chunks in
-flight (one scored, one prepared ahead), and a chunk ends at 1M rows or 400k distinct
-questions, so memory is bounded whatever the file size. Prints and writes
-reports/bench/scoring.json. Not a test: figures depend on the machine.
+both speed and memory. Memory: a chunk ends at 1M rows or 400k distinct questions, and two
+chunks are in flight (one scored pair by pair, one prepared ahead), so memory is bounded
+whatever the file size; 100k pairs are one small chunk, 1M pairs a long and a short one, and
+from 2M pairs on every run holds two long chunks at its peak, so 2M against 4M shows whether
+memory grows with the input. Prints and writes reports/bench/scoring.json. Not a test:
+figures depend on the machine.
 """
 
 from __future__ import annotations
@@ -71,7 +73,9 @@ def main() -> None:
     parser.add_argument(
         "--models", nargs="*", default=["logreg", "siamese", "residual", "birnn_cnn"]
     )
-    parser.add_argument("--sizes", nargs="*", type=int, default=[100_000, 1_000_000, 2_000_000])
+    parser.add_argument(
+        "--sizes", nargs="*", type=int, default=[100_000, 1_000_000, 2_000_000, 4_000_000]
+    )
     parser.add_argument(
         "--all-new-size", type=int, default=1_000_000, help="pairs of all-new questions (0: skip)"
     )

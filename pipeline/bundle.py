@@ -169,16 +169,18 @@ class Bundle:
         if self.logreg is not None:
             from pipeline.models.logreg import pair_features, predict_proba
 
-            features = pair_features(rows[first], rows[second])
-            return predict_proba(features, self.logreg["coef"], float(self.logreg["intercept"]))
-        _, per_pair = self._scoring_parts
-        return _in_batches(
-            lambda a, b: per_pair.predict_on_batch({"a": a, "b": b}),
-            batch_size,
-            first,
-            second,
-            gather=rows,
-        ).ravel()
+            coef, intercept = self.logreg["coef"], float(self.logreg["intercept"])
+
+            def predict(a, b):
+                return predict_proba(pair_features(a, b), coef, intercept)
+        else:
+            _, per_pair = self._scoring_parts
+
+            def predict(a, b):
+                return per_pair.predict_on_batch({"a": a, "b": b})
+
+        # pair by pair in batches: memory follows the batch, not the number of pairs
+        return _in_batches(predict, batch_size, first, second, gather=rows).ravel()
 
     def probability_from_raw(self, raw: np.ndarray) -> np.ndarray:
         calibration = self.meta.get("calibration")

@@ -67,8 +67,12 @@ def check_utf8(path: Path) -> None:
         else:
             if _is_utf8(rest):
                 return
+    raise _not_utf8(path)
+
+
+def _not_utf8(path: Path) -> InputError:
     line, reason = first_bad_utf8_line(path)
-    raise InputError(f"{path}: line {line}: not valid UTF-8 ({reason}); re-encode it as UTF-8")
+    return InputError(f"{path}: line {line}: not valid UTF-8 ({reason}); re-encode it as UTF-8")
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -80,11 +84,23 @@ def _is_utf8(data: bytes) -> bool:
 
 
 def read_header(path: Path, fmt: str) -> list[str]:
+    """The input's column names; a header that is not UTF-8 or repeats a name is an error."""
     if fmt == "parquet":
         try:
             return pq.ParquetFile(path).schema_arrow.names
         except (pa.ArrowInvalid, OSError) as err:
             raise InputError(f"{path}: not a readable parquet file ({err})") from None
+    try:
+        header = _text_header(path, fmt)
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise InputError(f"{path}: header: column name(s) repeated: {', '.join(repeated)}")
+    return header
+
+
+def _text_header(path: Path, fmt: str) -> list[str]:
     if fmt == "jsonl":
         with open(path, encoding="utf-8-sig") as f:
             first = next((line for line in f if line.strip()), None)
@@ -96,11 +112,7 @@ def read_header(path: Path, fmt: str) -> list[str]:
             raise InputError(f"{path}: line 1: not a JSON object ({err})") from None
     with open(path, encoding="utf-8-sig", newline="") as f:
         # the first non-blank record, as the CSV reader reads it (quoted newlines included)
-        header = next((row for row in csv.reader(f, delimiter=_delimiter(fmt)) if row), [])
-    repeated = sorted({name for name in header if header.count(name) > 1})
-    if repeated:
-        raise InputError(f"{path}: header: column name(s) repeated: {', '.join(repeated)}")
-    return header
+        return next((row for row in csv.reader(f, delimiter=_delimiter(fmt)) if row), [])
 
 
 def _delimiter(fmt: str) -> str:
@@ -278,11 +290,9 @@ def finish_chunk(
         probability[valid] = bundle.probability_from_raw(raw)
     prediction = pd.array(np.where(valid, probability >= threshold, 0), dtype="Int8")
     prediction[~valid] = pd.NA
-    out = chunk.frame.copy()
-    out["probability"] = probability
-    out["prediction"] = prediction
-    out["error"] = pd.array(errors, dtype="string")
-    return out
+    return chunk.frame.assign(  # new columns only: the input's columns are not copied
+        probability=probability, prediction=prediction, error=pd.array(errors, dtype="string")
+    )
 
 
 def prepared_chunks(
@@ -326,10 +336,6 @@ def score_file(
     out_fmt = table_format(output_path, output_format)
     if input_path.stat().st_size == 0:
         raise InputError(f"{input_path}: empty file (not even a header)")
-    # TensorFlow loads on the side while the input is checked and its first chunk prepared
-    bundle = load_bundle(model, wait=False)
-    if in_fmt != "parquet":
-        check_utf8(input_path)
     columns = read_header(input_path, in_fmt)
     if not columns:
         raise InputError(f"{input_path}: empty file (no header)")
@@ -345,6 +351,10 @@ def score_file(
             f"{input_path}: already has output column(s) {', '.join(clash)}; "
             "rename them so nothing is overwritten"
         )
+    # TensorFlow loads on the side while the whole file is checked and its first chunk read
+    bundle = load_bundle(model, wait=False)
+    if in_fmt != "parquet":
+        check_utf8(input_path)
     threshold = bundle.threshold if threshold is None else float(threshold)
 
     counts = {"rows": 0, "scored": 0, "errors": 0}

@@ -150,6 +150,7 @@ def test_whole_file_problems_exit_2_with_one_line(bundles, tmp_path):
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "cols.csv").write_text("q1,q2\na,b\n")
     (tmp_path / "bad.tsv").write_bytes(b"question1\tquestion2\nok?\tfine?\nbad \xff\tx\n")
+    (tmp_path / "badhead.csv").write_bytes(b"question1,qu\xffestion2\nok?,fine?\n")
     (tmp_path / "in.csv").write_text("question1,question2\nHow?,Why?\n")
     (tmp_path / "ragged.csv").write_text('question1,question2\n"How\nnow?",Why?\nA?,B?,C?\n')
     (tmp_path / "twice.csv").write_text("question1,question2,id,id\nHow?,Why?,1,2\n")
@@ -159,6 +160,7 @@ def test_whole_file_problems_exit_2_with_one_line(bundles, tmp_path):
         (tmp_path / "in.xlsx", model, "unknown file extension '.xlsx'"),
         (tmp_path / "cols.csv", model, "missing column(s) question1, question2; found q1, q2"),
         (tmp_path / "bad.tsv", model, "bad.tsv: line 3: not valid UTF-8"),
+        (tmp_path / "badhead.csv", model, "badhead.csv: line 1: not valid UTF-8"),
         (tmp_path / "empty.csv", model, "empty.csv: empty file"),
         (tmp_path / "ragged.csv", model, "ragged.csv: line 4: 3 fields where the header has 2"),
         (tmp_path / "twice.csv", model, "twice.csv: header: column name(s) repeated: id"),
