@@ -40,34 +40,45 @@ from pipeline.text import to_arrow
 __all__ = ["load_bundle", "score_file", "main"]
 log = logging.getLogger("score")
 NEW_COLUMNS = ("probability", "prediction", "error")
-BLOCK = 1 << 24  # bytes read at a time; a CSV row must fit in one
+BLOCK = 1 << 24  # bytes read at a time by the UTF-8 check
+# Arrow's CSV reader parses about 30 blocks ahead, so its block sets its memory (~70 MB here);
+# a row must fit in one block, so files with longer lines get a bigger block.
+CSV_BLOCK = 1 << 21
 # A chunk's memory is mostly one row of model values per distinct question (2.5 KB for
 # `residual`), so chunks are cut at CHUNK_QUESTIONS distinct questions as well as at
-# CHUNK_ROWS rows: all-new questions give 200k-row chunks (about 2.5 GB at the peak), while
-# repetitive input gets longer chunks, each question encoded once for more rows.
+# CHUNK_ROWS rows: all-new questions give 200k-row chunks (residual: about 3.6 GB at the peak),
+# while repetitive input gets longer chunks, each question encoded once for more rows.
 CHUNK_ROWS = 1_000_000
 CHUNK_QUESTIONS = 400_000
 READ_ROWS = 100_000  # the input is read in frames of this many rows, joined into chunks
 
 
-def check_utf8(path: Path) -> None:
-    """Fail before any work if a text file is not UTF-8, naming the first bad line.
+def check_utf8(path: Path) -> int:
+    """Fail before any work if a text file is not UTF-8, naming the first bad line; return
+    the length of its longest line in bytes (the CSV reader's block must hold a row).
 
     Arrow validates whole blocks (fast, off the GIL); only a file that fails is read again
     line by line to find the line.
     """
+    longest = 0
     with open(path, "rb") as f:
         rest = b""
         for block in iter(lambda: f.read(BLOCK), b""):
             block = rest + block
             cut = block.rfind(b"\n") + 1  # a UTF-8 character never spans a newline
-            if not _is_utf8(block[:cut]):
+            lines, rest = block[:cut], block[cut:]
+            if not _is_utf8(lines):
                 break
-            rest = block[cut:]
+            longest = max(longest, _longest_line(lines))
         else:
             if _is_utf8(rest):
-                return
+                return max(longest, len(rest))
     raise _not_utf8(path)
+
+
+def _longest_line(lines: bytes) -> int:
+    ends = np.flatnonzero(np.frombuffer(lines, dtype=np.uint8) == ord("\n"))
+    return int(np.diff(ends, prepend=-1).max()) if len(ends) else 0
 
 
 def _not_utf8(path: Path) -> InputError:
@@ -119,10 +130,12 @@ def _delimiter(fmt: str) -> str:
     return "\t" if fmt == "tsv" else ","
 
 
-def read_chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
+def read_chunks(
+    path: Path, fmt: str, rows: int, csv_block: int = CSV_BLOCK
+) -> Iterator[pd.DataFrame]:
     """The input in chunks of `rows` rows, so memory stays flat whatever the file size."""
     try:
-        yield from _chunks(path, fmt, rows)
+        yield from _chunks(path, fmt, rows, csv_block)
     except (ValueError, pd.errors.ParserError, pa.ArrowInvalid) as err:
         raise InputError(f"{path}: cannot parse as {fmt}: {err}") from None
 
@@ -152,17 +165,17 @@ def _question_count(q1: pd.Series, q2: pd.Series) -> int:
     return len(q1) + len(q2)
 
 
-def _chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
+def _chunks(path: Path, fmt: str, rows: int, csv_block: int) -> Iterator[pd.DataFrame]:
     if fmt == "parquet":
         for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
             yield batch.to_pandas()
     elif fmt == "jsonl":
         yield from pd.read_json(path, lines=True, chunksize=rows, dtype=False, encoding="utf-8-sig")
     else:
-        yield from _csv_chunks(path, fmt, rows)
+        yield from _csv_chunks(path, fmt, rows, csv_block)
 
 
-def _csv_chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
+def _csv_chunks(path: Path, fmt: str, rows: int, block: int) -> Iterator[pd.DataFrame]:
     """CSV/TSV through Arrow's streaming reader (parses off the GIL, on all cores), re-cut
     into chunks of `rows` rows. Every column is read as text, as written: an empty cell is
     missing, anything else (ids with leading zeros, "NA") is kept verbatim."""
@@ -176,7 +189,7 @@ def _csv_chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
     try:
         reader = pa_csv.open_csv(
             path,
-            read_options=pa_csv.ReadOptions(block_size=BLOCK),
+            read_options=pa_csv.ReadOptions(block_size=block),
             parse_options=pa_csv.ParseOptions(
                 delimiter=_delimiter(fmt), newlines_in_values=True, invalid_row_handler=on_bad_row
             ),
@@ -353,8 +366,9 @@ def score_file(
         )
     # TensorFlow loads on the side while the whole file is checked and its first chunk read
     bundle = load_bundle(model, wait=False)
+    csv_block = CSV_BLOCK
     if in_fmt != "parquet":
-        check_utf8(input_path)
+        csv_block = max(CSV_BLOCK, 4 * check_utf8(input_path))
     threshold = bundle.threshold if threshold is None else float(threshold)
 
     counts = {"rows": 0, "scored": 0, "errors": 0}
@@ -366,7 +380,7 @@ def score_file(
     ):
         writer = ChunkWriter(tmp, out_fmt, input_path)
         try:
-            frames = read_chunks(input_path, in_fmt, min(chunk_rows, READ_ROWS))
+            frames = read_chunks(input_path, in_fmt, min(chunk_rows, READ_ROWS), csv_block)
             chunks = question_bounded_chunks(frames, q1_col, q2_col, chunk_rows, chunk_questions)
             for chunk in prepared_chunks(bundle, chunks, q1_col, q2_col, batch_size):
                 scored = finish_chunk(bundle, chunk, threshold, batch_size)

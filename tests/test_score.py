@@ -284,12 +284,13 @@ def test_broken_keras_model_is_exit_2_after_loading_on_the_side(bundles, tmp_pat
     assert "Traceback" not in result.stderr and not (tmp_path / "o.csv").exists()
 
 
-@pytest.mark.parametrize("block", [64, 256, 1 << 24])
+@pytest.mark.parametrize("block", [64, 256, 1 << 21])
 def test_csv_rows_keep_their_order_across_reader_blocks_and_chunks(
     bundles, tmp_path, monkeypatch, block
 ):
-    monkeypatch.setattr(score, "BLOCK", block)  # a CSV row must fit in one block
+    monkeypatch.setattr(score, "CSV_BLOCK", block)  # grown to hold the longest row
     frame = pd.concat([PAIRS] * 5, ignore_index=True).assign(id=range(25))
+    frame.loc[7, "question2"] = "Why " + "really " * 20_000 + "?"  # 140k characters
     write_any(frame, tmp_path / "in.csv")
     counts = score_file(
         bundles["logreg"], tmp_path / "in.csv", tmp_path / "out.csv", chunk_rows=3, quiet=True
@@ -304,7 +305,8 @@ def test_utf8_check_finds_the_line_whatever_the_block_size(tmp_path, monkeypatch
     monkeypatch.setattr(score, "BLOCK", block)
     good = tmp_path / "good.csv"
     good.write_text("question1,question2\n日本 😀,é?\nok,fine\n", encoding="utf-8")
-    score.check_utf8(good)  # multi-byte characters cut by block ends are fine
+    longest = max(map(len, good.read_bytes().splitlines(keepends=True)))
+    assert score.check_utf8(good) == longest  # characters cut by block ends are fine
     bad = tmp_path / "bad.csv"
     bad.write_bytes("question1,question2\n日本,é\n".encode() + b"cut \xe6\x97\n")
     with pytest.raises(score.InputError, match="bad.csv: line 3: not valid UTF-8"):
