@@ -105,6 +105,8 @@ def read_header(path: Path, fmt: str) -> list[str]:
         header = _text_header(path, fmt)
     except UnicodeDecodeError:
         raise _not_utf8(path) from None
+    except csv.Error as err:  # e.g. a quote never closed, swallowing the file into one name
+        raise InputError(f"{path}: cannot parse the header ({err})") from None
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise InputError(f"{path}: header: column name(s) repeated: {', '.join(repeated)}")

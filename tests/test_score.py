@@ -154,6 +154,7 @@ def test_whole_file_problems_exit_2_with_one_line(bundles, tmp_path):
     (tmp_path / "in.csv").write_text("question1,question2\nHow?,Why?\n")
     (tmp_path / "ragged.csv").write_text('question1,question2\n"How\nnow?",Why?\nA?,B?,C?\n')
     (tmp_path / "twice.csv").write_text("question1,question2,id,id\nHow?,Why?,1,2\n")
+    (tmp_path / "quote.csv").write_text('question1,"question2\n' + "x" * 200_000 + "\n")
     (tmp_path / "nobundle").mkdir()
     cases = [
         (tmp_path / "missing.csv", model, "missing.csv: file not found"),
@@ -164,6 +165,7 @@ def test_whole_file_problems_exit_2_with_one_line(bundles, tmp_path):
         (tmp_path / "empty.csv", model, "empty.csv: empty file"),
         (tmp_path / "ragged.csv", model, "ragged.csv: line 4: 3 fields where the header has 2"),
         (tmp_path / "twice.csv", model, "twice.csv: header: column name(s) repeated: id"),
+        (tmp_path / "quote.csv", model, "quote.csv: cannot parse the header"),
         (tmp_path / "in.csv", tmp_path / "nobundle", "bundle.json is missing"),
     ]
     (tmp_path / "in.xlsx").write_text("x")
@@ -284,20 +286,31 @@ def test_broken_keras_model_is_exit_2_after_loading_on_the_side(bundles, tmp_pat
     assert "Traceback" not in result.stderr and not (tmp_path / "o.csv").exists()
 
 
-@pytest.mark.parametrize("block", [64, 256, 1 << 21])
+@pytest.mark.parametrize("long_row", [False, True], ids=["short-rows", "140k-char-row"])
 def test_csv_rows_keep_their_order_across_reader_blocks_and_chunks(
-    bundles, tmp_path, monkeypatch, block
+    bundles, tmp_path, monkeypatch, long_row
 ):
-    monkeypatch.setattr(score, "CSV_BLOCK", block)  # grown to hold the longest row
-    frame = pd.concat([PAIRS] * 5, ignore_index=True).assign(id=range(25))
-    frame.loc[7, "question2"] = "Why " + "really " * 20_000 + "?"  # 140k characters
+    monkeypatch.setattr(score, "CSV_BLOCK", 64)  # grown to hold the longest line
+    blocks = []
+    open_csv = score.pa_csv.open_csv
+    monkeypatch.setattr(
+        score.pa_csv,
+        "open_csv",
+        lambda *a, **k: blocks.append(k["read_options"].block_size) or open_csv(*a, **k),
+    )
+    frame = pd.concat([PAIRS] * 20, ignore_index=True).assign(id=range(100))
+    if long_row:
+        frame.loc[7, "question2"] = "Why " + "really " * 20_000 + "?"
     write_any(frame, tmp_path / "in.csv")
     counts = score_file(
         bundles["logreg"], tmp_path / "in.csv", tmp_path / "out.csv", chunk_rows=3, quiet=True
     )
     out = read_any(tmp_path / "out.csv")
-    assert counts["rows"] == 25 and out["id"].tolist() == [str(i) for i in range(25)]
+    assert counts["rows"] == 100 and out["id"].tolist() == [str(i) for i in range(100)]
     assert out["note"].tolist() == frame["note"].tolist()
+    assert out["question2"].tolist() == frame["question2"].tolist()
+    if not long_row:  # the file really was read in several blocks
+        assert blocks[0] * 5 < (tmp_path / "in.csv").stat().st_size
 
 
 @pytest.mark.parametrize("block", [1, 2, 3, 7, 1 << 24])
