@@ -1,9 +1,13 @@
 """Scoring bundles: everything needed to score raw question text with one trained model.
 
 A bundle is a directory: bundle.json (kind, threshold, calibration, params, versions),
-text_model.json + text_model.npz (text-core settings, vocabulary, idf, vectors) and either
-model.keras (loaded with safe_mode=True) or logreg.npz. Nothing is pickled, so loading a
-bundle cannot run code. Training, evaluation and the scorer all predict through `Bundle`.
+text_model.json + text_model.npz (text-core settings, vocabulary, idf, vectors) and the file
+its model kind writes (model.keras, loaded with safe_mode=True, or logreg.npz). Nothing is
+pickled, so loading a bundle cannot run code. Training, evaluation and the scorer all predict
+through `Bundle`, which asks the model kind (`pipeline.models`) how to score.
+
+Two questions that normalize to the same text are a duplicate whatever the model says: their
+probability is 1.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ import pyarrow.compute as pc
 
 from pipeline import __version__
 from pipeline.featurize import TextModel
-from pipeline.io import load_npz, read_json, save_npz, write_json
+from pipeline.io import read_json, write_json
+from pipeline.models import get_kind, kind_names
+from pipeline.models.base import ModelKind, ScoringParts, to_probability
 from pipeline.text import normalize, to_arrow
 
 FORMAT_VERSION = 2  # 2: Keras models are encoder + head parts
-KERAS_KINDS = ("siamese", "residual", "birnn_cnn")
-KINDS = (*KERAS_KINDS, "logreg")
 
 
 class BundleError(Exception):
@@ -86,31 +90,30 @@ def _distinct_texts(q1: pd.Series, q2: pd.Series) -> tuple[np.ndarray, object]:
     return codes, pd.Series(distinct, dtype=object)
 
 
+def same_text_is_duplicate(probability: np.ndarray, same_text: np.ndarray) -> np.ndarray:
+    """Probability 1 where both questions normalize to the same text."""
+    probability = np.array(probability, dtype=np.float32)
+    probability[np.asarray(same_text, dtype=bool)] = 1.0
+    return probability
+
+
 class Bundle:
-    def __init__(
-        self,
-        directory: Path,
-        meta: dict,
-        text_model: TextModel,
-        keras_parts: Future | None = None,
-        logreg: dict | None = None,
-    ):
-        self.directory, self.meta, self.text_model = directory, meta, text_model
-        self._keras_parts, self.logreg = keras_parts, logreg
+    def __init__(self, directory: Path, meta: dict, text_model: TextModel, parts: Future):
+        self.directory, self.meta, self.text_model, self._parts = directory, meta, text_model, parts
+
+    @property
+    def parts(self) -> ScoringParts:
+        """The loaded model's scoring parts, waiting for them if they are still loading."""
+        return self._parts.result()
 
     @property
     def keras_model(self):
-        """The trained Keras model (None for logreg), waiting for it if it is still loading."""
-        return None if self._keras_parts is None else self._keras_parts.result()[0]
+        """The whole trained model (None for a kind without one, like logreg)."""
+        return self.parts.model
 
     def wait_until_loaded(self) -> None:
-        """Raise the BundleError of a Keras model that failed to load in the background."""
-        if self._keras_parts is not None:
-            self._keras_parts.result()
-
-    @property
-    def _scoring_parts(self):
-        return self._keras_parts.result()[1:]
+        """Raise the BundleError of a model that failed to load in the background."""
+        self._parts.result()
 
     @property
     def name(self) -> str:
@@ -120,8 +123,13 @@ class Bundle:
     def threshold(self) -> float:
         return float(self.meta["threshold"])
 
-    def predict_raw(self, q1s, q2s, batch_size: int = 8192) -> np.ndarray:
-        """The model's own output per pair (a distance for siamese, else a probability).
+    @property
+    def question_row_floats(self) -> int | None:
+        """Floats in one question's row of `question_rows` (None: sparse or unknown)."""
+        return self.meta.get("question_row_floats")
+
+    def score(self, q1s, q2s, batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+        """(raw model output, P(duplicate)) per pair of raw questions.
 
         Every question must be text that is not empty after normalization.
         """
@@ -129,36 +137,27 @@ class Bundle:
         if not pairs.valid.all():
             row = int(np.flatnonzero(~pairs.valid)[0])
             raise ValueError(f"pair {row}: {pairs.errors[row]}")
-        return self.raw_for_pairs(pairs.questions, pairs.first, pairs.second, batch_size)
+        if len(pairs.first) == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.float32)
+        rows = self.question_rows(self.model_inputs(pairs.questions), batch_size)
+        raw = self.raw_from_rows(rows, pairs.first, pairs.second, batch_size)
+        return raw, self.probability(raw, pairs.first, pairs.second)
 
-    def raw_for_pairs(
-        self, questions: pd.Series, first: np.ndarray, second: np.ndarray, batch_size: int = 8192
-    ) -> np.ndarray:
-        """Model outputs for pairs given as indices into normalized distinct `questions`."""
-        if len(first) == 0:
-            return np.zeros(0, dtype=np.float32)
-        rows = self.question_rows(self.model_inputs(questions), batch_size)
-        return self.raw_from_rows(rows, first, second, batch_size)
+    def predict_proba(self, q1s, q2s, batch_size: int = 8192) -> np.ndarray:
+        """P(duplicate) for each pair of raw questions."""
+        return self.score(q1s, q2s, batch_size)[1]
 
     def model_inputs(self, questions: pd.Series):
-        """What the model reads per distinct normalized question: TF-IDF rows (`logreg`),
-        token ids (`birnn_cnn`) or TF-IDF-weighted embeddings."""
-        tokens = self.text_model.tokens(questions)
-        kind = self.meta["kind"]
-        if kind == "logreg":
-            return self.text_model.tfidf(tokens)
-        if kind == "birnn_cnn":
-            return self.text_model.token_ids(tokens)
-        return self.text_model.embed(tokens)[0]
+        """What the model kind reads per distinct normalized question."""
+        return self.text_model.question_inputs(
+            self.text_model.tokens(questions), self.meta["reads"]
+        )
 
     def question_rows(self, inputs, batch_size: int = 8192):
-        """The part of the model that sees one question, run once per distinct question:
-        for Keras models the encoding and the head's per-question projections
-        (`scoring_parts`); logreg's TF-IDF rows are used as they are."""
-        if self.logreg is not None:
+        """The part of the model that sees one question, run once per distinct question."""
+        if self.parts.per_question is None:  # the inputs are the rows (logreg's TF-IDF)
             return inputs
-        per_question, _ = self._scoring_parts
-        return _in_batches(per_question.predict_on_batch, batch_size, inputs)
+        return _in_batches(self.parts.per_question, batch_size, inputs)
 
     def raw_from_rows(
         self, rows, first: np.ndarray, second: np.ndarray, batch_size: int = 8192
@@ -166,32 +165,13 @@ class Bundle:
         """Model outputs for pairs given as indices into `question_rows`."""
         if len(first) == 0:
             return np.zeros(0, dtype=np.float32)
-        if self.logreg is not None:
-            from pipeline.models.logreg import pair_features, predict_proba
-
-            coef, intercept = self.logreg["coef"], float(self.logreg["intercept"])
-
-            def predict(a, b):
-                return predict_proba(pair_features(a, b), coef, intercept)
-        else:
-            _, per_pair = self._scoring_parts
-
-            def predict(a, b):
-                return per_pair.predict_on_batch({"a": a, "b": b})
-
         # pair by pair in batches: memory follows the batch, not the number of pairs
-        return _in_batches(predict, batch_size, first, second, gather=rows).ravel()
+        return _in_batches(self.parts.per_pair, batch_size, first, second, gather=rows).ravel()
 
-    def probability_from_raw(self, raw: np.ndarray) -> np.ndarray:
-        calibration = self.meta.get("calibration")
-        if calibration is None:
-            return raw.astype(np.float32)
-        logits = calibration["coef"] * raw + calibration["intercept"]
-        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-
-    def predict_proba(self, q1s, q2s, batch_size: int = 8192) -> np.ndarray:
-        """P(duplicate) for each pair of raw questions."""
-        return self.probability_from_raw(self.predict_raw(q1s, q2s, batch_size))
+    def probability(self, raw: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """P(duplicate) from the model's raw output for pairs of distinct-question indices."""
+        probability = to_probability(raw, self.meta.get("calibration"))
+        return same_text_is_duplicate(probability, first == second)
 
 
 def _in_batches(predict, batch_size: int, *arrays, gather: np.ndarray | None = None):
@@ -210,11 +190,7 @@ def _in_batches(predict, batch_size: int, *arrays, gather: np.ndarray | None = N
 
 
 def save_bundle(
-    directory: str | Path,
-    meta: dict,
-    text_model: TextModel,
-    keras_model=None,
-    logreg: dict | None = None,
+    directory: str | Path, meta: dict, text_model: TextModel, kind: ModelKind, model
 ) -> None:
     """Write the bundle into a temporary directory, then swap it into place."""
     directory = Path(directory)
@@ -222,16 +198,16 @@ def save_bundle(
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         text_model.save(staging)
-        if keras_model is not None:
-            keras_model.save(staging / "model.keras")
-        if logreg is not None:
-            save_npz(staging / "logreg.npz", **logreg)
+        facts = kind.save(model, staging)
         import keras
 
         write_json(
             staging / "bundle.json",
             {
                 **meta,
+                **facts,
+                "reads": kind.reads,
+                "model_file": kind.model_file,
                 "format_version": FORMAT_VERSION,
                 "dupq_version": __version__,
                 "keras_version": keras.__version__,
@@ -249,7 +225,7 @@ def save_bundle(
 def load_bundle(directory: str | Path, wait: bool = True) -> Bundle:
     """Load a bundle; a missing, partial or incompatible one raises BundleError.
 
-    The Keras model (with TensorFlow's import, seconds) loads on a background thread. With
+    A Keras model (with TensorFlow's import, seconds) loads on a background thread. With
     `wait=False` the bundle comes back as soon as its text model is ready, so the caller can
     read and featurize input meanwhile; a Keras load error is then raised by the first call
     that needs the model.
@@ -270,47 +246,38 @@ def load_bundle(directory: str | Path, wait: bool = True) -> Bundle:
             f"{directory}: bundle format {version} made by dupq {meta.get('dupq_version', '?')}; "
             f"this dupq {__version__} reads format {FORMAT_VERSION} (retrain the model)"
         )
-    kind = meta.get("kind")
-    if kind not in KINDS:
-        raise BundleError(f"{directory}: unknown model kind {kind!r}")
-    needed = [
-        "text_model.json",
-        "text_model.npz",
-        "logreg.npz" if kind == "logreg" else "model.keras",
-    ]
-    missing = [name for name in needed if not (directory / name).exists()]
+    if meta.get("kind") not in kind_names():
+        raise BundleError(f"{directory}: unknown model kind {meta.get('kind')!r}")
+    # what the kind reads and writes is recorded at save: its module (which may import
+    # TensorFlow) is imported on the loading thread
+    lacking = [key for key in ("reads", "model_file") if not isinstance(meta.get(key), str)]
+    if lacking:
+        raise BundleError(f"{meta_path}: no {' or '.join(lacking)} (retrain the model)")
+    needed = ["text_model.json", "text_model.npz", meta["model_file"]]
+    missing = [name for name in needed if not (directory / name).is_file()]
     if missing:
         raise BundleError(f"{directory}: incomplete bundle, missing {', '.join(missing)}")
     with _bundle_errors(directory):
         text_model = TextModel.load(directory)
-        if kind == "logreg":
-            return Bundle(directory, meta, text_model, logreg=load_npz(directory / "logreg.npz"))
     loader = ThreadPoolExecutor(1, thread_name_prefix="load-model")
-    keras_parts = loader.submit(_load_keras_parts, directory)
+    parts = loader.submit(_load_parts, meta, directory)
     loader.shutdown(wait=False)  # the thread ends when the model is loaded
-    bundle = Bundle(directory, meta, text_model, keras_parts=keras_parts)
+    bundle = Bundle(directory, meta, text_model, parts)
     if wait:
-        keras_parts.result()
+        bundle.wait_until_loaded()
     return bundle
 
 
-def _load_keras_parts(directory: Path) -> tuple:
-    """(model, per_question, per_pair), the scoring parts traced for any batch size."""
+def _load_parts(meta: dict, directory: Path) -> ScoringParts:
     with _bundle_errors(directory):
-        import keras
-
-        from pipeline.models.layers import scoring_parts
-
-        model = keras.models.load_model(directory / "model.keras", safe_mode=True, compile=False)
-    if not {"encoder", "head"} <= {layer.name for layer in model.layers}:
-        raise BundleError(f"{directory}: model.keras has no encoder and head parts (retrain it)")
-    per_question, per_pair = scoring_parts(model)
-    # the first two batch shapes each trace a graph; after that one graph fits every size
-    for rows in (1, 2):
-        shape, dtype = per_question.input.shape[1:], per_question.input.dtype
-        encoded = per_question.predict_on_batch(np.zeros((rows, *shape), dtype=dtype))
-        per_pair.predict_on_batch({"a": encoded, "b": encoded})
-    return model, per_question, per_pair
+        kind = get_kind(meta["kind"])
+        if (kind.reads, kind.model_file) != (meta.get("reads"), meta.get("model_file")):
+            raise ValueError(
+                f"bundle.json says kind {kind.name} reads {meta.get('reads')!r} from "
+                f"{meta.get('model_file')!r}; this dupq's {kind.name} reads {kind.reads!r} "
+                f"from {kind.model_file!r} (retrain the model)"
+            )
+        return kind.load(directory)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ import pandas as pd
 from pipeline.bundle import load_bundle
 from pipeline.io import write_json
 from pipeline.metrics import blog_precision, classification_metrics
+from pipeline.models import get_kind
 from pipeline.params import model_stage_main
 
 log = logging.getLogger("evaluate")
@@ -29,12 +30,11 @@ def run(params: dict, name: str) -> dict:
     test_path = Path(params["data"]["processed_dir"]) / "test.parquet"
     test = pd.read_parquet(test_path)
     labels = test["is_duplicate"].to_numpy(np.int64)
-    raw = bundle.predict_raw(test["question1"], test["question2"])
-    probs = bundle.probability_from_raw(raw)
+    raw, probs = bundle.score(test["question1"], test["question2"])
     log.info("scored %d test pairs from %s with %s", len(test), test_path, bundle.directory)
 
     metrics = classification_metrics(labels, probs, bundle.threshold)
-    if name == "siamese":
+    if get_kind(name).output == "distance":  # the 2017 post's metric, under its real name
         metrics["blog_precision"] = blog_precision(labels, raw, 0.5)
     metrics.update(
         {

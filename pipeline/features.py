@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
-import scipy.sparse as sp
 
-from pipeline.featurize import TextModel
-from pipeline.io import atomic_path, load_npz, save_npz, write_json
+from pipeline.featurize import TextModel, save_tfidf
+from pipeline.io import save_npz, write_json
 from pipeline.params import load_params, setup_logging, stage_parser
 from pipeline.text import TextConfig
 from pipeline.vectors import load_vectors
@@ -28,7 +27,12 @@ SPLITS = ("train", "val", "test")
 
 def featurize_split(model: TextModel, frame: pd.DataFrame) -> tuple[dict, dict, dict]:
     """Dense arrays, sparse TF-IDF rows and report figures for one split."""
-    arrays, tfidf, report = {"label": frame["is_duplicate"].to_numpy(np.int8)}, {}, {}
+    arrays = {
+        "label": frame["is_duplicate"].to_numpy(np.int8),
+        # prepare normalized the text: equal strings are what every model scores as duplicate
+        "same_text": (frame["question1"] == frame["question2"]).to_numpy(bool),
+    }
+    tfidf, report = {}, {}
     for side in ("q1", "q2"):
         tokens = model.tokens(frame[f"question{side[1]}"])
         emb, empty = model.embed(tokens)
@@ -39,22 +43,6 @@ def featurize_split(model: TextModel, frame: pd.DataFrame) -> tuple[dict, dict, 
         report[f"{side}_without_known_word"] = int(empty.sum())
         report[f"{side}_truncated"] = int((lengths > model.max_len).sum())
     return arrays, tfidf, report
-
-
-def save_tfidf(path: Path, q1: sp.csr_matrix, q2: sp.csr_matrix) -> None:
-    with atomic_path(path) as tmp:
-        with tmp.open("wb") as f:
-            sp.save_npz(f, sp.vstack([q1, q2]).tocsr())
-
-
-def load_tfidf(path: str | Path) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    stacked = sp.load_npz(path).tocsr()
-    half = stacked.shape[0] // 2
-    return stacked[:half], stacked[half:]
-
-
-def load_split(features_dir: str | Path, split: str) -> dict[str, np.ndarray]:
-    return load_npz(Path(features_dir) / f"{split}.npz")
 
 
 def run(params: dict) -> dict:

@@ -21,10 +21,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from pipeline.io import load_npz, read_json, save_npz, write_json
+from pipeline.io import atomic_path, load_npz, read_json, save_npz, write_json
 from pipeline.text import TextConfig, tokenize
 
-PAD_ID, OOV_ID = 0, 1  # token ids: 0 pads, 1 is any word outside the vocabulary, words start at 2
+PAD_ID, OOV_ID = 0, 1  # token ids: 0 pads, 1 is any word outside the vocabulary
+FIRST_WORD_ID = 2  # vocabulary word k has token id k + FIRST_WORD_ID
+READS = ("embeddings", "token_ids", "tfidf")  # the per-question inputs a model kind can read
 WEIGHTINGS = ("tfidf", "idf", "mean")
 EMBED_BLOCK_ROWS = 32_768  # questions per thread task: amortizes the vocabulary lookup's set-up
 PRODUCT_ROWS = 8192  # (8192, 300) float32 = 10 MB: a product stays in cache on its way out
@@ -152,9 +154,29 @@ class TextModel:
         weights.data *= np.repeat(scale, np.diff(weights.indptr))
         return weights, empty
 
+    def question_inputs(self, tokens: pa.ListArray, reads: str):
+        """What a model kind reads per question (`ModelKind.reads`): TF-IDF rows, token ids
+        or TF-IDF-weighted embeddings."""
+        if reads == "tfidf":
+            return self.tfidf(tokens)
+        if reads == "token_ids":
+            return self.token_ids(tokens)
+        if reads == "embeddings":
+            return self.embed(tokens)[0]
+        raise ValueError(f"unknown model input {reads!r} (one of {', '.join(READS)})")
+
+    def embedding_matrix(self) -> np.ndarray:
+        """Word vectors indexed by token id: rows PAD_ID and OOV_ID are zero."""
+        return np.vstack([np.zeros((FIRST_WORD_ID, self.dim), np.float32), self.vectors])
+
+    def idf_by_id(self) -> np.ndarray:
+        """idf indexed by token id: 0 for padding, the highest idf for unknown words."""
+        top = float(self.idf.max()) if len(self.idf) else 1.0
+        return np.concatenate([[0.0, top], self.idf]).astype(np.float32)
+
     def token_ids(self, tokens: pa.ListArray) -> np.ndarray:
         """(n, max_len) int32 ids, post-padded with PAD_ID and truncated at max_len."""
-        ids = pc.add(pc.index_in(tokens.flatten(), value_set=self._vocab_array), 2)
+        ids = pc.add(pc.index_in(tokens.flatten(), value_set=self._vocab_array), FIRST_WORD_ID)
         ids = pc.fill_null(ids, OOV_ID).to_numpy(zero_copy_only=False)
         lengths = pc.list_value_length(tokens).to_numpy(zero_copy_only=False).astype(np.int64)
         rows = np.repeat(np.arange(len(lengths)), lengths)
@@ -200,6 +222,34 @@ class TextModel:
             sublinear_tf=meta["sublinear_tf"],
             max_len=meta["max_len"],
         )
+
+
+# -- the features stage's outputs, read by training ------------------------------------------
+def save_tfidf(path: Path, q1: sp.csr_matrix, q2: sp.csr_matrix) -> None:
+    with atomic_path(path) as tmp:
+        with tmp.open("wb") as f:
+            sp.save_npz(f, sp.vstack([q1, q2]).tocsr())
+
+
+def load_tfidf(path: str | Path) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    stacked = sp.load_npz(path).tocsr()
+    half = stacked.shape[0] // 2
+    return stacked[:half], stacked[half:]
+
+
+def load_split(features_dir: str | Path, split: str) -> dict[str, np.ndarray]:
+    return load_npz(Path(features_dir) / f"{split}.npz")
+
+
+def load_pairs(features_dir: str | Path, split: str, reads: str) -> dict:
+    """One split as a model kind reads it: {"q1", "q2", "label", "same_text"}."""
+    arrays = load_split(features_dir, split)
+    if reads == "tfidf":
+        q1, q2 = load_tfidf(Path(features_dir) / f"{split}_tfidf.npz")
+    else:
+        prefix = {"embeddings": "emb", "token_ids": "ids"}[reads]
+        q1, q2 = arrays[f"{prefix}_q1"], arrays[f"{prefix}_q2"]
+    return {"q1": q1, "q2": q2, "label": arrays["label"], "same_text": arrays["same_text"]}
 
 
 def _row_ids(tokens: pa.ListArray) -> np.ndarray:

@@ -36,10 +36,10 @@ def setup_logging() -> None:
 
 def model_stage_main(description: str, run, argv: list[str] | None = None) -> None:
     """CLI of the per-model stages (train@m, evaluate@m): `--model NAME [--params FILE]`."""
-    from pipeline.bundle import KINDS
+    from pipeline.models import kind_names
 
     parser = stage_parser(description)
-    parser.add_argument("--model", required=True, choices=KINDS, help="which model")
+    parser.add_argument("--model", required=True, choices=kind_names(), help="which model")
     args = parser.parse_args(argv)
     setup_logging()
     run(load_params(args.params), args.model)

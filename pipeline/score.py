@@ -302,7 +302,7 @@ def finish_chunk(
     if valid.any():
         first, second = chunk.pairs.first[valid], chunk.pairs.second[valid]
         raw = bundle.raw_from_rows(chunk.rows, first, second, batch_size)
-        probability[valid] = bundle.probability_from_raw(raw)
+        probability[valid] = bundle.probability(raw, first, second)
     prediction = pd.array(np.where(valid, probability >= threshold, 0), dtype="Int8")
     prediction[~valid] = pd.NA
     return chunk.frame.assign(  # new columns only: the input's columns are not copied

@@ -64,8 +64,9 @@ def test_model_trains_saves_reloads_and_predicts_the_same(featurized, name):
     bundle = load_bundle(directory)
     if bundle.keras_model is not None:  # encoder once per distinct question == whole model
         pairs = Pairs.from_columns(test["question1"], test["question2"])
-        parts = bundle.raw_for_pairs(pairs.questions, pairs.first, pairs.second, batch_size=7)
         model_in = bundle.model_inputs(pairs.questions)
+        rows = bundle.question_rows(model_in, batch_size=7)
+        parts = bundle.raw_from_rows(rows, pairs.first, pairs.second, batch_size=7)
         whole = bundle.keras_model.predict(
             {"q1": model_in[pairs.first], "q2": model_in[pairs.second]}, verbose=0
         )
@@ -98,9 +99,12 @@ def test_broken_bundles_are_clear_errors(tmp_path):
     )
     with pytest.raises(BundleError, match="format 99 made by dupq 9.0"):
         load_bundle(tmp_path / "b")
-    (tmp_path / "b" / "bundle.json").write_text(
-        json.dumps({"format_version": FORMAT_VERSION, "kind": "siamese"})
-    )
+    meta = {"format_version": FORMAT_VERSION, "kind": "siamese"}
+    (tmp_path / "b" / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="no reads or model_file"):
+        load_bundle(tmp_path / "b")
+    meta.update(reads="embeddings", model_file="model.keras")
+    (tmp_path / "b" / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="missing text_model.json, text_model.npz, model.keras"):
         load_bundle(tmp_path / "b")
 

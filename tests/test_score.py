@@ -215,7 +215,7 @@ def test_same_pair_same_probability_through_evaluate_cli_and_api(featurized, bun
     evaluate.run(featurized, "residual")
     bundle = load_bundle(bundles["residual"])
     api = bundle.predict_proba(test["question1"], test["question2"])
-    raw_eval = bundle.predict_raw(test["question1"], test["question2"])
+    _, via_evaluate = bundle.score(test["question1"], test["question2"])
     source = tmp_path / "test.parquet"
     test.to_parquet(source)
     result = cli(
@@ -231,7 +231,7 @@ def test_same_pair_same_probability_through_evaluate_cli_and_api(featurized, bun
     assert result.returncode == 0, result.stderr
     via_cli = pd.read_parquet(tmp_path / "o.parquet")["probability"].to_numpy()
     assert np.allclose(via_cli, api, rtol=0, atol=1e-6)
-    assert np.allclose(bundle.probability_from_raw(raw_eval), api, rtol=0, atol=1e-6)
+    assert np.allclose(via_evaluate, api, rtol=0, atol=1e-6)
     metrics = json.loads(open(f"{featurized['evaluate']['metrics_dir']}/residual.json").read())
     predicted = (via_cli >= metrics["threshold"]).astype(int)
     assert (predicted == test["is_duplicate"]).mean() == pytest.approx(metrics["accuracy"])

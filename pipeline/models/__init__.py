@@ -1,0 +1,35 @@
+"""The model registry: one module per model kind in this package, each defining `KIND`.
+
+`train`, `evaluate`, the bundle and the scorer ask `get_kind(name)` what a kind reads, how it
+is fitted, saved and loaded, and how its output becomes a probability; none of them names a
+model. Adding a model is a module `pipeline/models/<name>.py` with a `KIND` (see
+`pipeline.models.base`), a `<name>:` section in params.yaml and an entry in `train.models`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from pipeline.models.base import ModelKind
+
+HELPER_MODULES = {"base", "layers"}  # shared code, not model kinds
+
+
+def kind_names() -> list[str]:
+    """Every model kind this package holds (its modules, without importing them)."""
+    return sorted(
+        info.name
+        for info in pkgutil.iter_modules(__path__)
+        if info.name not in HELPER_MODULES and not info.name.startswith("_")
+    )
+
+
+def get_kind(name: str) -> ModelKind:
+    """The kind called `name`; an unknown name is a ValueError listing the known ones."""
+    if name not in kind_names():
+        raise ValueError(f"unknown model {name!r} (choose from {', '.join(kind_names())})")
+    kind = importlib.import_module(f"{__name__}.{name}").KIND
+    if kind.name != name:
+        raise ValueError(f"pipeline/models/{name}.py declares kind {kind.name!r}")
+    return kind

@@ -1,21 +1,32 @@
 """`birnn_cnn`: token ids -> Embedding (from the vectors stage) -> BiGRU/BiLSTM and Conv1D
-branches, each max- and mean-pooled -> shared encoding -> [a, b, |a-b|, a*b] -> sigmoid.
+branches, each max- and mean-pooled over the real tokens -> shared encoding ->
+[a, b, |a-b|, a*b] -> sigmoid.
 
 The recurrent layer keeps Keras' defaults (tanh, sigmoid gate, no recurrent dropout, no
-unroll) so TensorFlow runs the cuDNN kernel on a GPU.
+unroll) so TensorFlow runs the cuDNN kernel on a GPU; ids are post-padded, as cuDNN's masks
+require.
 """
 
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import layers
 
-from pipeline.models.layers import pair_classifier
+from pipeline.featurize import PAD_ID
+from pipeline.models.base import (
+    KerasKind,
+    check_choice,
+    check_fractions,
+    check_positive_ints,
+)
+from pipeline.models.layers import MaskedPooling, TokenMask, pair_classifier
+
+RNNS = {"gru": layers.GRU, "lstm": layers.LSTM}
 
 
-def encoder(embedding_matrix: np.ndarray, max_len: int, params: dict) -> keras.Model:
+def encoder(embedding_matrix, max_len: int, params: dict) -> keras.Model:
     tokens = keras.Input(shape=(max_len,), dtype="int32", name="token_ids")
+    mask = TokenMask(PAD_ID + 1, name="token_mask")(tokens)
     x = layers.Embedding(
         embedding_matrix.shape[0],
         embedding_matrix.shape[1],
@@ -23,11 +34,10 @@ def encoder(embedding_matrix: np.ndarray, max_len: int, params: dict) -> keras.M
         trainable=params["trainable_embeddings"],
         name="embedding",
     )(tokens)
-    x = layers.SpatialDropout1D(params.get("embedding_dropout", 0.0), name="embedding_dropout")(x)
-    rnn_class = {"gru": layers.GRU, "lstm": layers.LSTM}[params["rnn"]]
+    x = layers.SpatialDropout1D(params["embedding_dropout"], name="embedding_dropout")(x)
     rnn = layers.Bidirectional(
-        rnn_class(params["rnn_units"], return_sequences=True), name=f"bi{params['rnn']}"
-    )(x)
+        RNNS[params["rnn"]](params["rnn_units"], return_sequences=True), name=f"bi{params['rnn']}"
+    )(x, mask=mask)
     conv = layers.Conv1D(
         params["conv_filters"],
         params["conv_kernel"],
@@ -36,15 +46,34 @@ def encoder(embedding_matrix: np.ndarray, max_len: int, params: dict) -> keras.M
         name="conv1d",
     )(x)
     pooled = [
-        layers.GlobalMaxPooling1D(name="rnn_max")(rnn),
-        layers.GlobalAveragePooling1D(name="rnn_mean")(rnn),
-        layers.GlobalMaxPooling1D(name="conv_max")(conv),
-        layers.GlobalAveragePooling1D(name="conv_mean")(conv),
+        MaskedPooling(name="rnn_pooling")([rnn, mask]),
+        MaskedPooling(name="conv_pooling")([conv, mask]),
     ]
     x = layers.Concatenate(name="pooled")(pooled)
     x = layers.Dense(params["dense_units"], activation="relu", name="encoding")(x)
     return keras.Model(tokens, x, name="encoder")
 
 
-def build_birnn_cnn(params: dict, embedding_matrix: np.ndarray, max_len: int) -> keras.Model:
-    return pair_classifier(encoder(embedding_matrix, max_len, params), params, name="birnn_cnn")
+def build(params: dict, text_model) -> keras.Model:
+    model_encoder = encoder(text_model.embedding_matrix(), text_model.max_len, params)
+    return pair_classifier(model_encoder, params, name="birnn_cnn")
+
+
+class BiRnnCnn(KerasKind):
+    def check_params(self, params: dict) -> None:
+        check_choice(self.name, params, "rnn", tuple(RNNS))
+        check_positive_ints(
+            self.name,
+            params,
+            "rnn_units",
+            "conv_filters",
+            "conv_kernel",
+            "dense_units",
+            "head_units",
+            "batch_size",
+            "epochs",
+        )
+        check_fractions(self.name, params, "embedding_dropout", "head_dropout")
+
+
+KIND = BiRnnCnn("birnn_cnn", reads="token_ids", build=build)

@@ -42,6 +42,123 @@ class PairInteractions(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class TokenMask(keras.layers.Layer):
+    """Token ids -> bool mask of the real tokens (ids >= `first_id`; 0 is padding)."""
+
+    def __init__(self, first_id: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.first_id = first_id
+
+    def call(self, ids):
+        return ops.greater_equal(ids, self.first_id)
+
+    def get_config(self):
+        return {**super().get_config(), "first_id": self.first_id}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaskedPooling(keras.layers.Layer):
+    """[sequence, mask] -> [max, mean] over the real tokens only (padding never counts)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True  # takes its mask as an input; passes none on
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def call(self, inputs):
+        x, mask = inputs
+        keep = ops.expand_dims(ops.cast(mask, x.dtype), -1)
+        count = ops.maximum(ops.sum(keep, axis=1), 1.0)
+        mean = ops.sum(x * keep, axis=1) / count
+        lowest = ops.cast(-1e4, x.dtype)  # below any activation, and finite in float16
+        maximum = ops.max(ops.where(keep > 0, x, lowest), axis=1)
+        maximum = ops.where(ops.sum(keep, axis=1) > 0, maximum, ops.zeros_like(maximum))
+        return ops.concatenate([maximum, mean], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SoftAlignment(keras.layers.Layer):
+    """ESIM's soft alignment: [a, b, mask_a, mask_b] -> [a~, b~].
+
+    e = a b^T; a~_i is b's tokens weighted by softmax_j(e_ij) over b's real tokens, and b~_j
+    is a's tokens weighted by softmax_i(e_ij) over a's real tokens: padding gets no weight.
+    """
+
+    def call(self, inputs):
+        a, b, mask_a, mask_b = inputs
+        scores = ops.matmul(a, ops.transpose(b, (0, 2, 1)))  # (batch, len_a, len_b)
+        a_weights = _masked_softmax(scores, ops.expand_dims(mask_b, 1), axis=2)
+        b_weights = _masked_softmax(scores, ops.expand_dims(mask_a, 2), axis=1)
+        aligned_a = ops.matmul(a_weights, b)
+        aligned_b = ops.matmul(ops.transpose(b_weights, (0, 2, 1)), a)
+        return [aligned_a, aligned_b]
+
+
+def _masked_softmax(scores, mask, axis: int):
+    mask = ops.cast(mask, scores.dtype)
+    scores = scores - ops.max(scores, axis=axis, keepdims=True)
+    weights = ops.exp(scores) * mask
+    return weights / ops.maximum(ops.sum(weights, axis=axis, keepdims=True), 1e-6)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ExactMatch(keras.layers.Layer):
+    """[ids_a, ids_b] -> (batch, len_a, 1): 1 where a's token is a known word that also
+    occurs in b. Unknown words (OOV_ID) and padding never match."""
+
+    def __init__(self, first_word_id: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.first_word_id = first_word_id
+
+    def call(self, inputs):
+        ids_a, ids_b = inputs
+        same = ops.equal(ops.expand_dims(ids_a, 2), ops.expand_dims(ids_b, 1))
+        same = ops.logical_and(same, ops.expand_dims(ids_b >= self.first_word_id, 1))
+        return ops.expand_dims(ops.cast(ops.any(same, axis=2), "float32"), -1)
+
+    def get_config(self):
+        return {**super().get_config(), "first_word_id": self.first_word_id}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class QuestionRow(keras.layers.Layer):
+    """[encoded tokens (batch, len, width), ids (batch, len)] -> (batch, len, width + 1), the
+    ids in the last channel, so a pair's part can mask and match tokens from the rows alone.
+    Always float32: ids are exact in float32 up to 2^24."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**{**kwargs, "dtype": "float32"})
+        self.supports_masking = True  # the ids carry the mask on; Keras' one stops here
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def call(self, inputs):
+        encoded, ids = inputs
+        ids = ops.expand_dims(ops.cast(ids, "float32"), -1)
+        return ops.concatenate([ops.cast(encoded, "float32"), ids], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SplitQuestionRow(keras.layers.Layer):
+    """QuestionRow's inverse: row -> [encoded tokens, int32 ids]."""
+
+    def call(self, row):
+        return [row[..., :-1], ops.cast(ops.round(row[..., -1]), "int32")]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SymmetricPair(keras.layers.Layer):
+    """[u, v] -> [u + v, |u - v|, u * v]: the same for (u, v) and (v, u)."""
+
+    def call(self, inputs):
+        u, v = inputs
+        return ops.concatenate([u + v, ops.abs(u - v), u * v], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 def contrastive_loss(y_true, distance, margin: float = 1.0):
     """Contrastive loss (Hadsell, Chopra & LeCun 2006).
 

@@ -1,8 +1,5 @@
-"""The original work's models on TF-IDF-weighted question embeddings.
-
-`siamese`: a shared residual MLP tower, Euclidean distance, contrastive loss.
-`residual`: the same tower with its options as params and the "FC last layer" head
-[a, b, |a-b|, a*b, distance] -> Dense -> sigmoid, trained with binary cross-entropy.
+"""`siamese`: the original work's model on TF-IDF-weighted question embeddings: a shared
+residual MLP tower, Euclidean distance, contrastive loss. Its tower is shared with `residual`.
 """
 
 from __future__ import annotations
@@ -10,13 +7,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from pipeline.models.layers import (
-    ContrastiveLoss,
-    DistanceAccuracy,
-    distance_head,
-    pair_classifier,
-    pair_model,
-)
+from pipeline.models.base import KerasKind, check_choice, check_fractions, check_positive_ints
+from pipeline.models.layers import ContrastiveLoss, DistanceAccuracy, distance_head, pair_model
+
+BN_POSITIONS = ("before_relu", "after_relu")
 
 
 def tower(
@@ -31,8 +25,6 @@ def tower(
 ) -> keras.Model:
     """Dense(units) + BatchNorm + ReLU blocks; block k>1 adds its input (residual sum);
     the output concatenates every block's output (layer concat), then BatchNorm."""
-    if bn_position not in ("before_relu", "after_relu"):
-        raise ValueError(f"bn_position must be before_relu or after_relu, got {bn_position!r}")
     inputs = keras.Input(shape=(input_dim,), name="embedding")
     x, outputs = inputs, []
     for k in range(depth):
@@ -62,7 +54,7 @@ def tower(
     return keras.Model(inputs, x, name=name)
 
 
-def _tower_from(params: dict, input_dim: int) -> keras.Model:
+def tower_from(params: dict, input_dim: int) -> keras.Model:
     return tower(
         input_dim,
         units=params["units"],
@@ -74,10 +66,10 @@ def _tower_from(params: dict, input_dim: int) -> keras.Model:
     )
 
 
-def build_siamese(params: dict, input_dim: int) -> keras.Model:
+def build(params: dict, text_model) -> keras.Model:
     """Outputs a distance per pair (small = duplicate)."""
-    encoder = _tower_from(params, input_dim)
-    head = distance_head(int(encoder.output.shape[-1]), params.get("distance", "euclidean"))
+    encoder = tower_from(params, text_model.dim)
+    head = distance_head(int(encoder.output.shape[-1]), params["distance"])
     model = pair_model(encoder, head, name="siamese")
     model.compile(
         optimizer=keras.optimizers.Adam(params["learning_rate"]),
@@ -87,9 +79,16 @@ def build_siamese(params: dict, input_dim: int) -> keras.Model:
     return model
 
 
-def build_residual(params: dict, input_dim: int) -> keras.Model:
-    """Outputs P(duplicate) per pair."""
-    encoder = _tower_from(params, input_dim)
-    return pair_classifier(
-        encoder, params, name="residual", distance=params.get("distance", "euclidean")
-    )
+def check_tower_params(kind: str, params: dict) -> None:
+    check_positive_ints(kind, params, "units", "depth", "batch_size", "epochs")
+    check_choice(kind, params, "bn_position", BN_POSITIONS)
+    check_fractions(kind, params, "dropout")
+
+
+class Siamese(KerasKind):
+    def check_params(self, params: dict) -> None:
+        check_tower_params(self.name, params)
+        check_choice(self.name, params, "distance", ("euclidean", "cosine"))
+
+
+KIND = Siamese("siamese", reads="embeddings", build=build, output="distance")

@@ -1,0 +1,230 @@
+"""What every model kind tells the pipeline, and the Keras training shared by the Keras kinds.
+
+A kind says which per-question input it reads (`reads`), how it is fitted on the features
+stage's arrays, how it is saved in and loaded from a bundle, and how it scores: a
+per-question part run once per distinct question and a per-pair part run on the rows of a
+pair's two questions. A kind whose raw output is a distance (small = duplicate) gets a
+logistic calibration fitted on validation pairs, which turns it into a probability.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("train")
+OUTPUTS = ("probability", "distance")
+
+
+@dataclass
+class ScoringParts:
+    """A loaded model as the scorer uses it.
+
+    per_question(inputs) -> one row per question (None: the inputs are the rows);
+    per_pair(rows_a, rows_b) -> the model's raw output per pair. `model` is the whole trained
+    model (None where there is none).
+    """
+
+    model: object
+    per_question: Callable | None
+    per_pair: Callable
+
+
+@dataclass
+class Fitted:
+    model: object  # what `ModelKind.save` writes
+    raw_val: np.ndarray  # the model's raw output on the validation pairs
+    info: dict  # device, train_seconds, epochs_run, seconds_per_epoch
+
+
+class ModelKind:
+    """One kind of model. Subclasses fill in fitting, saving and loading."""
+
+    name: str
+    reads: str  # "embeddings" | "token_ids" | "tfidf" (see TextModel.question_inputs)
+    output: str = "probability"  # or "distance", calibrated into a probability
+    model_file: str  # the bundle file holding the fitted model
+    loads_slowly: bool = False  # the bundle loads it on a background thread
+
+    def check_params(self, params: dict) -> None:
+        """Raise ValueError naming the bad param, before any training starts."""
+
+    def fit(
+        self, params: dict, train_cfg: dict, text_model, train: dict, val: dict, live_dir: Path
+    ) -> Fitted:
+        raise NotImplementedError
+
+    def save(self, model, directory: Path) -> dict:
+        """Write the fitted model into a bundle directory; returns facts for bundle.json."""
+        raise NotImplementedError
+
+    def load(self, directory: Path) -> ScoringParts:
+        raise NotImplementedError
+
+
+# -- raw output -> probability -------------------------------------------------------------
+def fit_calibration(raw: np.ndarray, labels: np.ndarray) -> dict:
+    """Monotone map raw output -> P(duplicate): logistic regression on validation pairs."""
+    from sklearn.linear_model import LogisticRegression
+
+    fit = LogisticRegression().fit(np.asarray(raw).reshape(-1, 1), labels)
+    return {"coef": float(fit.coef_[0, 0]), "intercept": float(fit.intercept_[0])}
+
+
+def to_probability(raw: np.ndarray, calibration: dict | None) -> np.ndarray:
+    if calibration is None:
+        return np.asarray(raw, dtype=np.float32)
+    return sigmoid(calibration["coef"] * np.asarray(raw) + calibration["intercept"])
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+
+# -- params checks ---------------------------------------------------------------------------
+def check_choice(kind: str, params: dict, key: str, choices: tuple) -> None:
+    if params.get(key) not in choices:
+        raise ValueError(
+            f"{kind}.{key} must be one of {', '.join(choices)}, got {params.get(key)!r}"
+        )
+
+
+def check_positive_ints(kind: str, params: dict, *keys: str) -> None:
+    for key in keys:
+        value = params.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{kind}.{key} must be a whole number of 1 or more, got {value!r}")
+
+
+def check_fractions(kind: str, params: dict, *keys: str) -> None:
+    for key in keys:
+        value = params.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+            raise ValueError(f"{kind}.{key} must be a number in [0, 1), got {value!r}")
+
+
+# -- Keras kinds ---------------------------------------------------------------------------
+class KerasKind(ModelKind):
+    """A Keras model `head([encoder(q1), encoder(q2)])`, saved as model.keras (safe mode)."""
+
+    model_file = "model.keras"
+    loads_slowly = True
+
+    def __init__(self, name: str, reads: str, build: Callable, output: str = "probability"):
+        self.name, self.reads, self._build, self.output = name, reads, build, output
+
+    def build(self, params: dict, text_model):
+        """The compiled Keras model for these params and this text model."""
+        self.check_params(params)
+        return self._build(params, text_model)
+
+    def fit(self, params, train_cfg, text_model, train, val, live_dir) -> Fitted:
+        import keras
+        from dvclive.keras import DVCLiveCallback
+
+        from dvclive import Live
+
+        strategy, device = configure_tensorflow(train_cfg)
+        log.info("training %s on %s", self.name, device)
+        with strategy.scope():
+            model = self.build(params, text_model)
+        callbacks = [
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=train_cfg["patience"], restore_best_weights=True
+            ),
+            DVCLiveCallback(live=Live(str(live_dir), dvcyaml=False, save_dvc_exp=False)),
+        ]
+        start = time.perf_counter()
+        history = model.fit(
+            {"q1": train["q1"], "q2": train["q2"]},
+            train["label"].astype(np.float32),
+            validation_data=({"q1": val["q1"], "q2": val["q2"]}, val["label"].astype(np.float32)),
+            batch_size=params["batch_size"],
+            epochs=params["epochs"],
+            shuffle=True,
+            class_weight=class_weights(train["label"], train_cfg.get("class_weight")),
+            callbacks=callbacks,
+            verbose=2,
+        )
+        seconds = time.perf_counter() - start
+        epochs_run = len(history.history["loss"])
+        raw_val = model.predict(
+            {"q1": val["q1"], "q2": val["q2"]}, batch_size=train_cfg["predict_batch"], verbose=0
+        )
+        info = {
+            "device": device,
+            "train_seconds": round(seconds, 2),
+            "epochs_run": epochs_run,
+            "seconds_per_epoch": round(seconds / max(epochs_run, 1), 2),
+        }
+        return Fitted(model, np.asarray(raw_val).ravel(), info)
+
+    def save(self, model, directory: Path) -> dict:
+        from pipeline.models.layers import scoring_parts
+
+        model.save(directory / self.model_file)
+        per_question, _ = scoring_parts(model)
+        return {"question_row_floats": int(np.prod(per_question.output.shape[1:]))}
+
+    def load(self, directory: Path) -> ScoringParts:
+        import keras
+
+        from pipeline.models.layers import scoring_parts
+
+        model = keras.models.load_model(directory / self.model_file, safe_mode=True, compile=False)
+        if not {"encoder", "head"} <= {layer.name for layer in model.layers}:
+            raise ValueError("model.keras has no encoder and head parts (retrain it)")
+        per_question, per_pair = scoring_parts(model)
+        # the first two batch shapes each trace a graph; after that one graph fits every size
+        for rows in (1, 2):
+            shape, dtype = per_question.input.shape[1:], per_question.input.dtype
+            encoded = per_question.predict_on_batch(np.zeros((rows, *shape), dtype=dtype))
+            per_pair.predict_on_batch({"a": encoded, "b": encoded})
+        return ScoringParts(
+            model,
+            per_question.predict_on_batch,
+            lambda a, b: per_pair.predict_on_batch({"a": a, "b": b}),
+        )
+
+
+def class_weights(labels: np.ndarray, setting) -> dict | None:
+    """None, 'balanced', or an explicit {0: w0, 1: w1}."""
+    if not setting:
+        return None
+    if setting == "balanced":
+        counts = np.bincount(labels, minlength=2)
+        return {k: float(len(labels) / (2 * counts[k])) for k in (0, 1)}
+    return {int(k): float(v) for k, v in dict(setting).items()}
+
+
+def configure_tensorflow(train_cfg: dict):
+    """Seeds, precision and distribution strategy; returns (strategy, device description)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(int(train_cfg["seed"]))
+    if train_cfg.get("deterministic", True):
+        tf.config.experimental.enable_op_determinism()
+    if train_cfg.get("mixed_precision"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    gpus = tf.config.list_physical_devices("GPU")
+    distribute = train_cfg.get("distribute", "none")
+    if distribute == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+    elif distribute == "none":
+        strategy = tf.distribute.get_strategy()
+    else:
+        raise ValueError(f"train.distribute must be none or mirrored, got {distribute!r}")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        device = f"GPU x{len(gpus)} ({details.get('device_name', 'unknown')})"
+    else:
+        device = "CPU"
+    if distribute == "mirrored":
+        device += f", mirrored over {strategy.num_replicas_in_sync} replicas"
+    return strategy, device
