@@ -1,9 +1,9 @@
 """Benchmark: seconds per training epoch of the Keras models, on the device Keras runs on.
 
-Builds `siamese`, `residual` and `birnn_cnn` with the pipeline's own builders and their
-params.yaml sections, and fits each on random inputs of the real shapes (300-d question
-embeddings; token ids of length features.max_len over a 20k-word vocabulary): epoch time
-depends on shapes, not values. The first epoch (graph tracing, compilation) is timed apart
+Builds the Keras models (`siamese`, `residual`, `birnn_cnn`, `esim`) as their kinds do, with
+their params.yaml sections, and fits each on random inputs of the real shapes (300-d question
+embeddings; token ids of 6-20 real tokens padded to features.max_len, over a 20k-word
+vocabulary): epoch time depends on shapes, not values. The first epoch (graph tracing, compilation) is timed apart
 from the next ones. Works on any Keras 3 backend (`KERAS_BACKEND=tensorflow|jax|torch`), so
 the same models can be timed on a GPU machine that has one of them. Writes
 reports/bench/train_speed.json. Not a test: figures depend on the machine.
@@ -20,11 +20,13 @@ import numpy as np
 import yaml
 from common import ROOT, machine
 
+from pipeline.featurize import TextModel
 from pipeline.io import write_json
-from pipeline.models.birnn_cnn import build_birnn_cnn
-from pipeline.models.siamese import build_residual, build_siamese
+from pipeline.models import get_kind
+from pipeline.text import TextConfig
 
 VOCAB = 20_000
+QUESTION_TOKENS = (6, 20)  # most Quora questions are 6-20 tokens long
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -39,18 +41,28 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def model_and_inputs(name: str, params: dict, pairs: int, dim: int, rng):
-    cfg = params[name]
-    if name == "birnn_cnn":
-        max_len = params["features"]["max_len"]
-        matrix = rng.normal(scale=0.1, size=(VOCAB + 2, dim)).astype(np.float32)
-        model = build_birnn_cnn(cfg, matrix, max_len)
-        inputs = {
-            q: rng.integers(0, VOCAB + 2, (pairs, max_len), dtype=np.int32) for q in ("q1", "q2")
-        }
+    """The model as its kind builds it, over a random vocabulary, and random inputs of the
+    kind it reads (token ids of real-question lengths, or embeddings)."""
+    kind = get_kind(name)
+    max_len = params["features"]["max_len"]
+    text_model = TextModel(
+        TextConfig(),
+        np.array([f"w{i}" for i in range(VOCAB)]),
+        rng.uniform(1, 10, VOCAB).astype(np.float32),
+        rng.normal(scale=0.1, size=(VOCAB, dim)).astype(np.float32),
+        max_len=max_len,
+    )
+    model = kind.build(params[name], text_model)
+    if kind.reads == "token_ids":
+        inputs = {}
+        for q in ("q1", "q2"):
+            ids = rng.integers(2, VOCAB + 2, (pairs, max_len), dtype=np.int32)
+            lengths = rng.integers(QUESTION_TOKENS[0], QUESTION_TOKENS[1] + 1, pairs)
+            ids[np.arange(max_len) >= lengths[:, None]] = 0  # post-padded, as token_ids
+            inputs[q] = ids
     else:
-        model = (build_siamese if name == "siamese" else build_residual)(cfg, dim)
         inputs = {q: rng.normal(size=(pairs, dim)).astype(np.float32) for q in ("q1", "q2")}
-    return model, inputs, cfg["batch_size"]
+    return model, inputs, params[name]["batch_size"]
 
 
 def device() -> str:
@@ -79,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, nargs="+", default=[23_000])
     parser.add_argument("--epochs", type=int, default=3, help="the first is timed apart")
-    parser.add_argument("--models", nargs="+", default=["siamese", "residual", "birnn_cnn"])
+    parser.add_argument("--models", nargs="+", default=["siamese", "residual", "birnn_cnn", "esim"])
     parser.add_argument("--dim", type=int, default=300)
     parser.add_argument("--output", default="reports/bench/train_speed.json")
     args = parser.parse_args()

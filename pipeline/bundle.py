@@ -40,8 +40,9 @@ class BundleError(Exception):
 
 @dataclass
 class Pairs:
-    """Pairs as codes into their distinct questions, so each question is normalized and
-    encoded once however often it repeats."""
+    """Pairs as codes into their distinct normalized questions, so each question is
+    normalized and encoded once however often it repeats, and `first == second` says that a
+    pair's two questions normalize to the same text."""
 
     questions: pd.Series  # distinct questions, normalized
     first: np.ndarray  # per pair: index into `questions` of question 1
@@ -63,8 +64,12 @@ class Pairs:
         bad2 = (p2 != "") & ~bad1
         errors[bad1] = "question1 is " + p1[bad1]
         errors[bad2] = "question2 is " + p2[bad2]
+        # questions that differ only before normalization become one question
+        renumber, questions = pd.factorize(text.fillna(""))
         codes = np.where(codes < 0, 0, codes)
-        return cls(text.fillna(""), codes[:n], codes[n:], errors)
+        if len(renumber):
+            codes = renumber[codes]
+        return cls(pd.Series(questions, dtype="string"), codes[:n], codes[n:], errors)
 
     @property
     def valid(self) -> np.ndarray:

@@ -50,6 +50,9 @@ CSV_BLOCK = 1 << 21
 # while repetitive input gets longer chunks, each question encoded once for more rows.
 CHUNK_ROWS = 1_000_000
 CHUNK_QUESTIONS = 400_000
+# Models with big rows (esim keeps a row per token: ~16 KB a question) get fewer questions a
+# chunk, so that a chunk's rows stay under this many bytes.
+CHUNK_ROW_BYTES = 1 << 30
 READ_ROWS = 100_000  # the input is read in frames of this many rows, joined into chunks
 
 
@@ -329,6 +332,15 @@ def prepared_chunks(
             yield chunk
 
 
+def questions_per_chunk(bundle: Bundle, chunk_questions: int) -> int:
+    """`chunk_questions`, lowered for a model whose question rows would not fit in
+    CHUNK_ROW_BYTES."""
+    floats = bundle.question_row_floats
+    if not floats:
+        return chunk_questions
+    return max(1, min(chunk_questions, CHUNK_ROW_BYTES // (4 * floats)))
+
+
 def score_file(
     model: str | Path,
     input_path: str | Path,
@@ -383,7 +395,8 @@ def score_file(
         writer = ChunkWriter(tmp, out_fmt, input_path)
         try:
             frames = read_chunks(input_path, in_fmt, min(chunk_rows, READ_ROWS), csv_block)
-            chunks = question_bounded_chunks(frames, q1_col, q2_col, chunk_rows, chunk_questions)
+            questions = questions_per_chunk(bundle, chunk_questions)
+            chunks = question_bounded_chunks(frames, q1_col, q2_col, chunk_rows, questions)
             for chunk in prepared_chunks(bundle, chunks, q1_col, q2_col, batch_size):
                 scored = finish_chunk(bundle, chunk, threshold, batch_size)
                 writer.write(scored)

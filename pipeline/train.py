@@ -24,7 +24,10 @@ log = logging.getLogger("train")
 def run(params: dict, name: str) -> dict:
     kind = get_kind(name)
     train_cfg, cfg = params["train"], params[name]
-    kind.check_params(cfg)
+    try:
+        kind.check_params(cfg)
+    except ValueError as err:
+        raise SystemExit(f"train: error: params: {err}") from None
     features_dir = Path(params["features"]["dir"])
     text_model = TextModel.load(features_dir)
     train = load_pairs(features_dir, "train", kind.reads)

@@ -53,6 +53,7 @@ def tiny_params(tmp: Path) -> dict:
     params["birnn_cnn"].update(
         rnn_units=8, conv_filters=8, dense_units=16, head_units=16, epochs=1, batch_size=64
     )
+    params["esim"].update(projection_units=8, rnn_units=8, head_units=8, epochs=1, batch_size=64)
     params["evaluate"].update(
         metrics_dir=str(tmp / "metrics"), plots_dir=str(tmp / "eval"), report=str(tmp / "models.md")
     )

@@ -17,7 +17,7 @@ from pipeline.metrics import (
     classification_metrics,
 )
 
-MODELS = ["logreg", "siamese", "residual", "birnn_cnn"]
+MODELS = ["logreg", "siamese", "residual", "birnn_cnn", "esim"]
 
 
 def test_contrastive_loss_on_hand_computed_examples():
@@ -61,6 +61,9 @@ def test_model_trains_saves_reloads_and_predicts_the_same(featurized, name):
     again = load_bundle(directory).predict_proba(test["question1"], test["question2"])
     assert first.shape == (len(test),) and np.all((first >= 0) & (first <= 1))
     assert np.array_equal(first, again)
+    # a question paired with itself (or with a copy that normalizes the same) is a duplicate
+    copies = test["question1"].str.replace(" ", "  ", n=1) + " "
+    assert np.all(load_bundle(directory).predict_proba(test["question1"], copies) == 1.0)
     bundle = load_bundle(directory)
     if bundle.keras_model is not None:  # encoder once per distinct question == whole model
         pairs = Pairs.from_columns(test["question1"], test["question2"])
@@ -156,3 +159,78 @@ def test_mirrored_strategy_on_two_logical_cpus(featurized, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "mirrored over 2 replicas" in result.stdout
+
+
+def test_registry_lists_every_kind_and_rejects_unknown_names():
+    from pipeline.models import get_kind, kind_names
+
+    assert set(MODELS) <= set(kind_names())
+    assert all(get_kind(name).name == name for name in kind_names())
+    with pytest.raises(ValueError, match="unknown model 'nope'.*esim"):
+        get_kind("nope")
+
+
+@pytest.mark.parametrize(
+    "name, change, message",
+    [
+        ("esim", {"rnn": "transformer"}, "esim.rnn must be one of gru, lstm"),
+        ("esim", {"rnn_units": -4}, "esim.rnn_units must be a whole number"),
+        ("esim", {"compare": "cnn"}, "esim.compare must be one of rnn, dense"),
+        ("esim", {"dropout": 1.5}, r"esim.dropout must be a number in \[0, 1\)"),
+        ("birnn_cnn", {"conv_filters": 0}, "birnn_cnn.conv_filters must be a whole number"),
+        ("residual", {"bn_position": "nowhere"}, "residual.bn_position must be one of"),
+        ("logreg", {"C": -1}, "logreg.C must be a positive number"),
+    ],
+)
+def test_bad_model_params_stop_before_training(featurized, tmp_path, name, change, message):
+    import yaml
+
+    params = {**featurized, name: {**featurized[name], **change}}
+    with pytest.raises(SystemExit, match=message):
+        train.run(params, name)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.train", "--params", str(tmp_path / "params.yaml")]
+        + ["--model", name],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "train: error: params:" in result.stderr and message.split(" must")[0] in result.stderr
+
+
+def test_esim_is_symmetric_and_its_parts_equal_the_whole(featurized):
+    train.run(featurized, "esim")
+    bundle = load_bundle(f"{featurized['train']['models_dir']}/esim")
+    test = pd.read_parquet(f"{featurized['data']['processed_dir']}/test.parquet")
+    forward = bundle.predict_proba(test["question1"], test["question2"])
+    backward = bundle.predict_proba(test["question2"], test["question1"])
+    assert np.allclose(forward, backward, rtol=0, atol=1e-6)
+    assert bundle.question_row_floats == featurized["features"]["max_len"] * (2 * 8 + 1)
+
+
+def test_masked_pooling_and_alignment_ignore_padding():
+    from pipeline.models.layers import MaskedPooling, SoftAlignment
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 6, 4)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0]], dtype=bool)
+    noisy = np.where(mask[..., None], x, 100.0).astype(np.float32)  # padding holds junk
+    pooled = np.asarray(MaskedPooling()([noisy, mask]))
+    assert np.allclose(pooled[0, :4], x[0, :3].max(axis=0), atol=1e-6)
+    assert np.allclose(pooled[0, 4:], x[0, :3].mean(axis=0), atol=1e-6)
+    b = rng.normal(size=(2, 6, 4)).astype(np.float32)
+    b_noisy = np.where(mask[..., None], b, 50.0).astype(np.float32)
+    aligned, _ = SoftAlignment()([x, b, mask, mask])
+    aligned_noisy, _ = SoftAlignment()([x, b_noisy, mask, mask])
+    assert np.allclose(np.asarray(aligned), np.asarray(aligned_noisy), atol=1e-5)
+
+
+def test_exact_match_counts_known_words_of_the_other_question_only():
+    from pipeline.models.layers import ExactMatch
+
+    ids_a = np.array([[5, 1, 7, 0]], dtype=np.int32)  # 1: unknown word, 0: padding
+    ids_b = np.array([[7, 1, 0, 0]], dtype=np.int32)
+    match = np.asarray(ExactMatch(2)([ids_a, ids_b]))[0, :, 0]
+    assert match.tolist() == [0.0, 0.0, 1.0, 0.0]

@@ -97,9 +97,11 @@ class SoftAlignment(keras.layers.Layer):
 
 
 def _masked_softmax(scores, mask, axis: int):
-    mask = ops.cast(mask, scores.dtype)
-    scores = scores - ops.max(scores, axis=axis, keepdims=True)
-    weights = ops.exp(scores) * mask
+    """Softmax over the unmasked entries; masked ones get exactly 0 (all masked: all 0)."""
+    scores = ops.where(mask, scores, ops.full_like(scores, float("-inf")))
+    top = ops.max(scores, axis=axis, keepdims=True)
+    top = ops.where(ops.isfinite(top), top, ops.zeros_like(top))
+    weights = ops.exp(scores - top)
     return weights / ops.maximum(ops.sum(weights, axis=axis, keepdims=True), 1e-6)
 
 

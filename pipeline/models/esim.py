@@ -1,0 +1,145 @@
+"""`esim`: a cross-attention model that aligns the words of one question with the other's
+(ESIM, Chen et al. 2017; its feed-forward compare is decomposable attention's, Parikh et al.
+2016).
+
+Per question (the encoder, run once per distinct question when scoring):
+  token ids -> [frozen word vector, idf] -> trainable projection -> BiRNN -> a row per token,
+  the token id kept in the row's last channel.
+Per pair (the head):
+  soft alignment a~ = attention of each token of a over the tokens of b (padding masked out)
+  -> enhancement [a, a~, a - a~, a * a~, exact match] -> projection -> compose (a second BiRNN,
+  or a feed-forward layer) -> masked max and mean pooling = v_a; the same for b with shared
+  layers -> [v_a + v_b, |v_a - v_b|, v_a * v_b] -> MLP -> sigmoid.
+Swapping the two questions swaps v_a and v_b, which the last step does not see: the model is
+symmetric by construction.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from pipeline.featurize import FIRST_WORD_ID, PAD_ID
+from pipeline.models.base import (
+    KerasKind,
+    check_choice,
+    check_fractions,
+    check_positive_ints,
+)
+from pipeline.models.layers import (
+    ExactMatch,
+    MaskedPooling,
+    QuestionRow,
+    SoftAlignment,
+    SplitQuestionRow,
+    SymmetricPair,
+    TokenMask,
+    pair_model,
+)
+
+RNNS = {"gru": layers.GRU, "lstm": layers.LSTM}
+COMPARES = ("rnn", "dense")
+
+
+def birnn(params: dict, name: str) -> layers.Bidirectional:
+    return layers.Bidirectional(
+        RNNS[params["rnn"]](params["rnn_units"], return_sequences=True), name=name
+    )
+
+
+def encoder(text_model, params: dict) -> keras.Model:
+    """Token ids -> (max_len, 2 * rnn_units + 1) rows: contextual token encodings + ids."""
+    ids = keras.Input(shape=(text_model.max_len,), dtype="int32", name="token_ids")
+    mask = TokenMask(PAD_ID + 1, name="token_mask")(ids)
+    matrix = text_model.embedding_matrix()
+    vectors = layers.Embedding(
+        *matrix.shape,
+        embeddings_initializer=keras.initializers.Constant(matrix),
+        trainable=params["trainable_embeddings"],
+        name="embedding",
+    )(ids)
+    idf = text_model.idf_by_id()
+    token_idf = layers.Embedding(
+        len(idf),
+        1,
+        embeddings_initializer=keras.initializers.Constant(idf.reshape(-1, 1)),
+        trainable=False,
+        name="idf",
+    )(ids)
+    x = layers.Concatenate(name="token_features")([vectors, token_idf])
+    x = layers.Dropout(params["dropout"], name="embedding_dropout")(x)
+    x = layers.Dense(params["projection_units"], activation="relu", name="projection")(x)
+    x = birnn(params, f"encode_bi{params['rnn']}")(x, mask=mask)
+    return keras.Model(ids, QuestionRow(name="question_row")([x, ids]), name="encoder")
+
+
+def head(row_shape: tuple, params: dict) -> keras.Model:
+    """Two questions' rows -> P(duplicate)."""
+    a_row = keras.Input(shape=row_shape, name="a")
+    b_row = keras.Input(shape=row_shape, name="b")
+    split = SplitQuestionRow(name="split_row")
+    (a, ids_a), (b, ids_b) = split(a_row), split(b_row)
+    token_mask = TokenMask(PAD_ID + 1, name="token_mask")
+    mask_a, mask_b = token_mask(ids_a), token_mask(ids_b)
+    aligned_a, aligned_b = SoftAlignment(name="soft_alignment")([a, b, mask_a, mask_b])
+    exact = ExactMatch(FIRST_WORD_ID, name="exact_match")
+
+    difference, product = layers.Subtract(name="difference"), layers.Multiply(name="product")
+    enhance = layers.Concatenate(name="enhance")
+    project = layers.Dense(params["projection_units"], activation="relu", name="compare_projection")
+    dropout = layers.Dropout(params["dropout"], name="compare_dropout")
+    if params["compare"] == "rnn":
+        compose = birnn(params, f"compose_bi{params['rnn']}")
+    else:
+        compose = layers.Dense(2 * params["rnn_units"], activation="relu", name="compose_dense")
+    pooling = MaskedPooling(name="pooling")
+
+    def compare(x, aligned, ids_x, ids_other, mask):
+        match = exact([ids_x, ids_other])
+        m = enhance([x, aligned, difference([x, aligned]), product([x, aligned]), match])
+        m = dropout(project(m))
+        m = compose(m, mask=mask) if params["compare"] == "rnn" else compose(m)
+        return pooling([m, mask])
+
+    v_a = compare(a, aligned_a, ids_a, ids_b, mask_a)
+    v_b = compare(b, aligned_b, ids_b, ids_a, mask_b)
+    x = SymmetricPair(name="symmetric_pair")([v_a, v_b])
+    x = layers.Dense(params["head_units"], activation="relu", name="head_dense")(x)
+    x = layers.Dropout(params["head_dropout"], name="head_dropout")(x)
+    probability = layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(x)
+    return keras.Model([a_row, b_row], probability, name="head")
+
+
+def build(params: dict, text_model) -> keras.Model:
+    question_encoder = encoder(text_model, params)
+    pair_head = head(tuple(question_encoder.output.shape[1:]), params)
+    model = pair_model(question_encoder, pair_head, name="esim")
+    model.compile(
+        optimizer=keras.optimizers.Adam(params["learning_rate"], clipnorm=params["clipnorm"]),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+class Esim(KerasKind):
+    def check_params(self, params: dict) -> None:
+        check_choice(self.name, params, "rnn", tuple(RNNS))
+        check_choice(self.name, params, "compare", COMPARES)
+        check_positive_ints(
+            self.name,
+            params,
+            "projection_units",
+            "rnn_units",
+            "head_units",
+            "batch_size",
+            "epochs",
+        )
+        check_fractions(self.name, params, "dropout", "head_dropout")
+        for key in ("learning_rate", "clipnorm"):
+            value = params.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"esim.{key} must be a positive number, got {value!r}")
+
+
+KIND = Esim("esim", reads="token_ids", build=build)
