@@ -3,10 +3,10 @@
 Builds the Keras models (`siamese`, `residual`, `birnn_cnn`, `esim`) as their kinds do, with
 their params.yaml sections, and fits each on random inputs of the real shapes (300-d question
 embeddings; token ids of 6-20 real tokens padded to features.max_len, over a 20k-word
-vocabulary): epoch time depends on shapes, not values. The first epoch (graph tracing, compilation) is timed apart
-from the next ones. Works on any Keras 3 backend (`KERAS_BACKEND=tensorflow|jax|torch`), so
-the same models can be timed on a GPU machine that has one of them. Writes
-reports/bench/train_speed.json. Not a test: figures depend on the machine.
+vocabulary): epoch time depends on shapes, not values. The first epoch (graph tracing,
+compilation) is timed apart from the next ones. Works on any Keras 3 backend
+(`KERAS_BACKEND=tensorflow|jax|torch`), so the same models can be timed on a GPU machine that
+has one of them. Writes reports/bench/train_speed.json. Not a test: figures depend on the machine.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from pipeline import __version__
 from pipeline.featurize import TextModel
 from pipeline.io import read_json, write_json
 from pipeline.models import get_kind, kind_names
-from pipeline.models.base import ModelKind, ScoringParts, to_probability
+from pipeline.models.base import ModelKind, ScoringParts, in_batches, to_probability
 from pipeline.text import normalize, to_arrow
 
 FORMAT_VERSION = 2  # 2: Keras models are encoder + head parts
@@ -154,15 +154,13 @@ class Bundle:
 
     def model_inputs(self, questions: pd.Series):
         """What the model kind reads per distinct normalized question."""
-        return self.text_model.question_inputs(
-            self.text_model.tokens(questions), self.meta["reads"]
-        )
+        return self.text_model.question_inputs(questions, self.meta["reads"])
 
     def question_rows(self, inputs, batch_size: int = 8192):
         """The part of the model that sees one question, run once per distinct question."""
         if self.parts.per_question is None:  # the inputs are the rows (logreg's TF-IDF)
             return inputs
-        return _in_batches(self.parts.per_question, batch_size, inputs)
+        return self.parts.per_question(inputs, batch_size)
 
     def raw_from_rows(
         self, rows, first: np.ndarray, second: np.ndarray, batch_size: int = 8192
@@ -171,27 +169,12 @@ class Bundle:
         if len(first) == 0:
             return np.zeros(0, dtype=np.float32)
         # pair by pair in batches: memory follows the batch, not the number of pairs
-        return _in_batches(self.parts.per_pair, batch_size, first, second, gather=rows).ravel()
+        return in_batches(self.parts.per_pair, batch_size, first, second, gather=rows).ravel()
 
     def probability(self, raw: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """P(duplicate) from the model's raw output for pairs of distinct-question indices."""
         probability = to_probability(raw, self.meta.get("calibration"))
         return same_text_is_duplicate(probability, first == second)
-
-
-def _in_batches(predict, batch_size: int, *arrays, gather: np.ndarray | None = None):
-    """`predict` over row batches of `arrays` (or of `gather` rows they index), written into
-    one output array as they come (no list of parts to concatenate: half the peak memory)."""
-    out = None
-    for start in range(0, len(arrays[0]), batch_size):
-        batch = [a[start : start + batch_size] for a in arrays]
-        if gather is not None:
-            batch = [gather[rows] for rows in batch]
-        result = np.asarray(predict(*batch))
-        if out is None:
-            out = np.empty((len(arrays[0]), *result.shape[1:]), dtype=np.float32)
-        out[start : start + len(result)] = result
-    return out
 
 
 def save_bundle(

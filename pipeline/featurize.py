@@ -26,7 +26,7 @@ from pipeline.text import TextConfig, tokenize
 
 PAD_ID, OOV_ID = 0, 1  # token ids: 0 pads, 1 is any word outside the vocabulary
 FIRST_WORD_ID = 2  # vocabulary word k has token id k + FIRST_WORD_ID
-READS = ("embeddings", "token_ids", "tfidf")  # the per-question inputs a model kind can read
+READS = ("embeddings", "token_ids", "tfidf", "text")  # what a model kind can read per question
 WEIGHTINGS = ("tfidf", "idf", "mean")
 EMBED_BLOCK_ROWS = 32_768  # questions per thread task: amortizes the vocabulary lookup's set-up
 PRODUCT_ROWS = 8192  # (8192, 300) float32 = 10 MB: a product stays in cache on its way out
@@ -154,9 +154,12 @@ class TextModel:
         weights.data *= np.repeat(scale, np.diff(weights.indptr))
         return weights, empty
 
-    def question_inputs(self, tokens: pa.ListArray, reads: str):
-        """What a model kind reads per question (`ModelKind.reads`): TF-IDF rows, token ids
-        or TF-IDF-weighted embeddings."""
+    def question_inputs(self, questions, reads: str):
+        """What a model kind reads per normalized question (`ModelKind.reads`): TF-IDF rows,
+        token ids, TF-IDF-weighted embeddings, or the text itself."""
+        if reads == "text":
+            return questions
+        tokens = self.tokens(questions)
         if reads == "tfidf":
             return self.tfidf(tokens)
         if reads == "token_ids":
@@ -241,10 +244,13 @@ def load_split(features_dir: str | Path, split: str) -> dict[str, np.ndarray]:
     return load_npz(Path(features_dir) / f"{split}.npz")
 
 
-def load_pairs(features_dir: str | Path, split: str, reads: str) -> dict:
+def load_pairs(features_dir: str | Path, processed_dir: str | Path, split: str, reads: str) -> dict:
     """One split as a model kind reads it: {"q1", "q2", "label", "same_text"}."""
     arrays = load_split(features_dir, split)
-    if reads == "tfidf":
+    if reads == "text":
+        frame = pd.read_parquet(Path(processed_dir) / f"{split}.parquet")
+        q1, q2 = frame["question1"], frame["question2"]
+    elif reads == "tfidf":
         q1, q2 = load_tfidf(Path(features_dir) / f"{split}_tfidf.npz")
     else:
         prefix = {"embeddings": "emb", "token_ids": "ids"}[reads]

@@ -30,8 +30,9 @@ def run(params: dict, name: str) -> dict:
         raise SystemExit(f"train: error: params: {err}") from None
     features_dir = Path(params["features"]["dir"])
     text_model = TextModel.load(features_dir)
-    train = load_pairs(features_dir, "train", kind.reads)
-    val = load_pairs(features_dir, "val", kind.reads)
+    processed_dir = params["data"]["processed_dir"]
+    train = load_pairs(features_dir, processed_dir, "train", kind.reads)
+    val = load_pairs(features_dir, processed_dir, "val", kind.reads)
     log.info(
         "read %s (%s): %d train / %d val pairs",
         features_dir,

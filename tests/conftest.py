@@ -54,6 +54,7 @@ def tiny_params(tmp: Path) -> dict:
         rnn_units=8, conv_filters=8, dense_units=16, head_units=16, epochs=1, batch_size=64
     )
     params["esim"].update(projection_units=8, rnn_units=8, head_units=8, epochs=1, batch_size=64)
+    params["gbdt"].update(max_rounds=30, early_stopping_rounds=10)
     params["evaluate"].update(
         metrics_dir=str(tmp / "metrics"), plots_dir=str(tmp / "eval"), report=str(tmp / "models.md")
     )
@@ -80,9 +81,10 @@ def featurized(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def bundles(featurized):
-    """logreg and residual bundles trained on the tiny featurized data."""
+    """logreg, residual and esim bundles trained on the tiny featurized data."""
     from pipeline import train
 
-    for name in ("logreg", "residual"):
+    names = ("logreg", "residual", "esim")
+    for name in names:
         train.run(featurized, name)
-    return {name: Path(featurized["train"]["models_dir"]) / name for name in ("logreg", "residual")}
+    return {name: Path(featurized["train"]["models_dir"]) / name for name in names}

@@ -17,7 +17,7 @@ from pipeline.metrics import (
     classification_metrics,
 )
 
-MODELS = ["logreg", "siamese", "residual", "birnn_cnn", "esim"]
+MODELS = ["logreg", "siamese", "residual", "birnn_cnn", "esim", "gbdt"]
 
 
 def test_contrastive_loss_on_hand_computed_examples():
@@ -180,6 +180,7 @@ def test_registry_lists_every_kind_and_rejects_unknown_names():
         ("birnn_cnn", {"conv_filters": 0}, "birnn_cnn.conv_filters must be a whole number"),
         ("residual", {"bn_position": "nowhere"}, "residual.bn_position must be one of"),
         ("logreg", {"C": -1}, "logreg.C must be a positive number"),
+        ("gbdt", {"num_leaves": 0}, "gbdt.num_leaves must be a whole number"),
     ],
 )
 def test_bad_model_params_stop_before_training(featurized, tmp_path, name, change, message):

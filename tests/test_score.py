@@ -210,17 +210,20 @@ def test_failure_mid_file_leaves_no_partial_output_and_keeps_existing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
 
 
-def test_same_pair_same_probability_through_evaluate_cli_and_api(featurized, bundles, tmp_path):
+@pytest.mark.parametrize("name", ["residual", "esim"])
+def test_same_pair_same_probability_through_evaluate_cli_and_api(
+    featurized, bundles, tmp_path, name
+):
     test = pd.read_parquet(f"{featurized['data']['processed_dir']}/test.parquet")
-    evaluate.run(featurized, "residual")
-    bundle = load_bundle(bundles["residual"])
+    evaluate.run(featurized, name)
+    bundle = load_bundle(bundles[name])
     api = bundle.predict_proba(test["question1"], test["question2"])
     _, via_evaluate = bundle.score(test["question1"], test["question2"])
     source = tmp_path / "test.parquet"
     test.to_parquet(source)
     result = cli(
         "--model",
-        bundles["residual"],
+        bundles[name],
         "--input",
         source,
         "--output",
@@ -232,7 +235,7 @@ def test_same_pair_same_probability_through_evaluate_cli_and_api(featurized, bun
     via_cli = pd.read_parquet(tmp_path / "o.parquet")["probability"].to_numpy()
     assert np.allclose(via_cli, api, rtol=0, atol=1e-6)
     assert np.allclose(via_evaluate, api, rtol=0, atol=1e-6)
-    metrics = json.loads(open(f"{featurized['evaluate']['metrics_dir']}/residual.json").read())
+    metrics = json.loads(open(f"{featurized['evaluate']['metrics_dir']}/{name}.json").read())
     predicted = (via_cli >= metrics["threshold"]).astype(int)
     assert (predicted == test["is_duplicate"]).mean() == pytest.approx(metrics["accuracy"])
 

@@ -25,9 +25,10 @@ OUTPUTS = ("probability", "distance")
 class ScoringParts:
     """A loaded model as the scorer uses it.
 
-    per_question(inputs) -> one row per question (None: the inputs are the rows);
-    per_pair(rows_a, rows_b) -> the model's raw output per pair. `model` is the whole trained
-    model (None where there is none).
+    per_question(inputs, batch_size) -> one row per question (None: the inputs are the
+    rows); per_pair(rows_a, rows_b) -> the model's raw output per pair, rows being anything
+    indexable by row numbers (an array, a sparse matrix, a table). `model` is the whole
+    trained Keras model (None for other kinds).
     """
 
     model: object
@@ -187,9 +188,27 @@ class KerasKind(ModelKind):
             per_pair.predict_on_batch({"a": encoded, "b": encoded})
         return ScoringParts(
             model,
-            per_question.predict_on_batch,
+            lambda inputs, batch_size: in_batches(
+                per_question.predict_on_batch, batch_size, inputs
+            ),
             lambda a, b: per_pair.predict_on_batch({"a": a, "b": b}),
         )
+
+
+def in_batches(predict, batch_size: int, *arrays, gather=None) -> np.ndarray:
+    """`predict` over row batches of `arrays` (or of the `gather` rows they index), written
+    into one output array as they come (no list of parts to concatenate: half the peak
+    memory)."""
+    out = None
+    for start in range(0, len(arrays[0]), batch_size):
+        batch = [a[start : start + batch_size] for a in arrays]
+        if gather is not None:
+            batch = [gather[rows] for rows in batch]
+        result = np.asarray(predict(*batch))
+        if out is None:
+            out = np.empty((len(arrays[0]), *result.shape[1:]), dtype=np.float32)
+        out[start : start + len(result)] = result
+    return out
 
 
 def class_weights(labels: np.ndarray, setting) -> dict | None:
