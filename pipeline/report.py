@@ -1,6 +1,7 @@
 """Stage `report`: one Markdown table of every model's test metrics, training time and device.
 
-Reads params `train.models`, `evaluate` and metrics/<model>.json; writes reports/models.md.
+Reads params `train.models`, `evaluate` and metrics/<model>.json (and metrics/ensemble.json);
+writes reports/models.md.
 """
 
 from __future__ import annotations
@@ -46,7 +47,12 @@ def render(rows: dict[str, dict]) -> str:
 
 def run(params: dict) -> str:
     metrics_dir = Path(params["evaluate"]["metrics_dir"])
-    rows = {name: read_json(metrics_dir / f"{name}.json") for name in params["train"]["models"]}
+    names = [*params["train"]["models"], "ensemble"]  # the stacked model, when it was built
+    rows = {
+        name: read_json(metrics_dir / f"{name}.json")
+        for name in names
+        if name in params["train"]["models"] or (metrics_dir / f"{name}.json").exists()
+    }
     text = render(rows)
     out = Path(params["evaluate"]["report"])
     with atomic_path(out) as tmp:
