@@ -2,9 +2,10 @@
 
 For each split strategy (random, question_disjoint) and word-vector source (own GloVe
 trained on the train split, spaCy en_core_web_md), runs prepare, vectors and features once,
-then trains and evaluates each model with each seed (`train.seed`; logreg is deterministic
-and runs once), every stage as `python -m pipeline.<stage>` exactly as dvc repro runs it,
-with all outputs under a scratch directory. Writes reports/bench/accuracy.json after every
+then, seed by seed (`train.seed`), trains and evaluates each model and the ensemble of that
+seed's members (logreg is deterministic and runs once), every stage as
+`python -m pipeline.<stage>` exactly as dvc repro runs it, with all outputs under a scratch
+directory. Writes reports/bench/accuracy.json after every
 run (so a partial run keeps what it measured): each run's test metrics and training time,
 and per model the mean and spread (sample standard deviation) over seeds. Not a test:
 training time depends on the machine.
@@ -33,7 +34,7 @@ VECTORS = {  # --vectors name -> params overrides
     "glove": {"vectors.source": "train", "vectors.method": "glove"},
     "spacy_md": {"vectors.source": "pretrained", "vectors.pretrained": "en_core_web_md"},
 }
-DETERMINISTIC_MODELS = {"logreg"}  # one run whatever the seed
+DETERMINISTIC_MODELS = {"logreg"}  # one run whatever the seed (its bundle stays for the ensemble)
 
 
 def scratch_params(work: Path, data: str, overrides: dict) -> dict:
@@ -116,7 +117,9 @@ def main() -> None:
     parser.add_argument("--output", default="reports/bench/accuracy.json")
     parser.add_argument("--splits", nargs="+", default=["random", "question_disjoint"])
     parser.add_argument("--vectors", nargs="+", default=list(VECTORS), choices=list(VECTORS))
-    parser.add_argument("--models", nargs="+", default=None, help="default: train.models")
+    parser.add_argument(
+        "--models", nargs="+", default=None, help="default: train.models, then ensemble"
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     parser.add_argument(
         "-S", "--set", action="append", default=[], help="section.key=value, for every run"
@@ -143,18 +146,20 @@ def main() -> None:
             log = work / "bench.log"
             overrides = {"split.strategy": split, **VECTORS[vectors], **extra}
             params = scratch_params(work, args.data, overrides)
-            models = args.models or params["train"]["models"]
+            models = args.models or [*params["train"]["models"], "ensemble"]
             seconds = {}
             for name in ("prepare", "vectors", "features"):
                 path = work / "params.yaml"
                 path.write_text(yaml.safe_dump(params, sort_keys=False))
                 seconds[name] = round(stage(name, path, log=log), 1)
             pairs = {s: read_json(work / "data.json")[s]["pairs"] for s in ("train", "val", "test")}
-            for model in models:
-                for seed in args.seeds[:1] if model in DETERMINISTIC_MODELS else args.seeds:
-                    params["train"]["seed"] = seed
-                    path = work / f"params_{model}_{seed}.yaml"
-                    path.write_text(yaml.safe_dump(params, sort_keys=False))
+            for seed in args.seeds:  # seed by seed: the ensemble stacks that seed's members
+                params["train"]["seed"] = seed
+                path = work / f"params_{seed}.yaml"
+                path.write_text(yaml.safe_dump(params, sort_keys=False))
+                for model in models:
+                    if model in DETERMINISTIC_MODELS and seed != args.seeds[0]:
+                        continue
                     stage("train", path, "--model", model, log=log)
                     stage("evaluate", path, "--model", model, log=log)
                     metrics = read_json(work / "metrics" / f"{model}.json")

@@ -20,13 +20,14 @@ import argparse
 import subprocess
 import sys
 import time
+from datetime import date
 
 import numpy as np
 import pandas as pd
 import psutil
 from common import ROOT, SHARED_TSV, machine
 
-from pipeline.io import write_json
+from pipeline.io import read_json, write_json
 
 
 def make_pairs(n: int, seed: int = 0, all_new: bool = False) -> pd.DataFrame:
@@ -67,11 +68,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--models-dir",
-        default="reports/bench/accuracy_run/models",
+        default="reports/bench/accuracy_run/random_glove/models",
         help="bundles to benchmark (bench/accuracy.py trains them on real data)",
     )
     parser.add_argument(
-        "--models", nargs="*", default=["logreg", "siamese", "residual", "birnn_cnn"]
+        "--models",
+        nargs="*",
+        default=["logreg", "siamese", "residual", "birnn_cnn", "esim", "gbdt", "ensemble"],
+    )
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other models' figures in --output"
     )
     parser.add_argument(
         "--sizes", nargs="*", type=int, default=[100_000, 1_000_000, 2_000_000, 4_000_000]
@@ -92,13 +98,14 @@ def main() -> None:
         if not path.exists():
             make_pairs(size, all_new=all_new).to_csv(path, index=False)
 
-    results = {}
+    output = ROOT / args.output
+    results = read_json(output)["models"] if args.merge and output.exists() else {}
     for model in args.models:
         bundle = ROOT / args.models_dir / model
         if not bundle.exists():
             print(f"skipping {model}: no bundle at {bundle}")
             continue
-        results[model] = {}
+        results[model] = {"date": date.today().isoformat()}
         for label, (size, path, _) in inputs.items():
             seconds, peak = run_with_peak_rss(
                 [
@@ -139,7 +146,7 @@ def main() -> None:
             },
         )
     write_json(
-        ROOT / args.output,
+        output,
         {
             "machine": machine(),
             "sizes": args.sizes,

@@ -26,6 +26,8 @@ from pipeline.featurize import FIRST_WORD_ID, TextModel
 
 CHAR_NGRAMS = (2, 3, 4, 5)  # byte n-grams of the lowercased text, spaces at both ends
 CHAR_BUCKETS = 1 << 20  # hashed n-gram columns
+SIMILARITY_TOKENS = 20  # words per question in the word-to-word cosine matrix
+SIMILARITY_BATCH = 1024  # pairs per cosine-matrix product: (1024, 20, dim) stays in cache
 QUESTION_WORDS = ("what", "how", "why", "which", "who", "whom", "whose", "where", "when")
 FUZZ_SCORERS = {
     "fuzz_ratio": fuzz.ratio,
@@ -72,7 +74,7 @@ class QuestionTable:
     chars: sp.csr_matrix  # hashed character n-gram TF-IDF rows, L2-normalized
     numbers: sp.csr_matrix  # 1 where a number token occurs (columns: this table's numbers)
     embedding: np.ndarray  # TF-IDF-weighted mean word vector
-    ids: np.ndarray  # token ids (n, max_len), 0 pads
+    similar_ids: np.ndarray  # ids of the first SIMILARITY_TOKENS words with a vector, 0 pads
     n_chars: np.ndarray
     n_tokens: np.ndarray
     first_word: np.ndarray  # code of the first token (this table's codes)
@@ -109,7 +111,7 @@ class QuestionTable:
             chars=_l2_rows(char_tfidf(lower, char_idf)),
             numbers=_number_presence(flat, n_tokens),
             embedding=text_model.embed(tokens)[0],
-            ids=text_model.token_ids(tokens),
+            similar_ids=_words_with_vectors(text_model, text_model.token_ids(tokens)),
             n_chars=pc.utf8_length(questions).to_numpy(zero_copy_only=False).astype(np.float32),
             n_tokens=n_tokens.astype(np.float32),
             first_word=first_word,
@@ -154,7 +156,7 @@ def pair_features(a: QuestionTable, b: QuestionTable, word_vectors: np.ndarray) 
     dot = np.einsum("ij,ij->i", a.embedding, b.embedding)
     columns["embedding_cosine"] = _share(dot, norm_a * norm_b - dot)
     columns["embedding_euclidean"] = np.linalg.norm(a.embedding - b.embedding, axis=1)
-    columns.update(_word_similarities(a.ids, b.ids, word_vectors))
+    columns.update(_word_similarities(a.similar_ids, b.similar_ids, word_vectors))
     return np.column_stack([np.asarray(columns[name], dtype=np.float32) for name in FEATURE_NAMES])
 
 
@@ -218,29 +220,41 @@ def char_counts(lower: pa.Array) -> sp.csr_matrix:
 
 
 def _word_similarities(ids_a: np.ndarray, ids_b: np.ndarray, unit: np.ndarray) -> dict:
-    """From the cosine matrix of a's words against b's (known words only): its mean and max,
-    and how well each question's words are matched by the other's (mean over a's words of
-    their best cosine in b, the same from b, then their mean and their minimum)."""
-    a, b = unit[ids_a], unit[ids_b]  # (pairs, len, dim); unknown and padding rows are zero
-    known_a = ids_a >= FIRST_WORD_ID
-    known_b = ids_b >= FIRST_WORD_ID
-    known_a &= np.abs(a).sum(axis=2) > 0
-    known_b &= np.abs(b).sum(axis=2) > 0
-    sims = np.matmul(a, b.transpose(0, 2, 1))  # (pairs, len_a, len_b)
-    valid = known_a[:, :, None] & known_b[:, None, :]
-    cells = valid.sum(axis=(1, 2))
-    mean = np.where(cells > 0, np.where(valid, sims, 0).sum(axis=(1, 2)) / np.maximum(cells, 1), 0)
-    masked = np.where(valid, sims, -2.0)
-    best_ab = masked.max(axis=2)  # (pairs, len_a)
-    best_ba = masked.max(axis=1)  # (pairs, len_b)
-    align_ab = _masked_mean(best_ab, known_a & (best_ab > -2))
-    align_ba = _masked_mean(best_ba, known_b & (best_ba > -2))
-    return {
-        "word_similarity_mean": mean,
-        "word_similarity_max": np.where(cells > 0, masked.max(axis=(1, 2)), 0),
-        "word_alignment_mean": (align_ab + align_ba) / 2,
-        "word_alignment_min": np.minimum(align_ab, align_ba),
-    }
+    """From the cosine matrix of a's words against b's (words with a vector only): its mean
+    and max, and how well each question's words are matched by the other's (mean over a's
+    words of their best cosine in b, the same from b, then their mean and their minimum)."""
+    names = ("word_similarity_mean", "word_similarity_max", "word_alignment_mean")
+    out = {name: np.zeros(len(ids_a)) for name in (*names, "word_alignment_min")}
+    for start in range(0, len(ids_a), SIMILARITY_BATCH):
+        part = slice(start, start + SIMILARITY_BATCH)
+        a_ids, b_ids = ids_a[part], ids_b[part]
+        known_a, known_b = a_ids > 0, b_ids > 0  # words come first, padding after
+        width_a = max(int(known_a.sum(axis=1).max(initial=0)), 1)
+        width_b = max(int(known_b.sum(axis=1).max(initial=0)), 1)
+        known_a, known_b = known_a[:, :width_a], known_b[:, :width_b]
+        a, b = unit[a_ids[:, :width_a]], unit[b_ids[:, :width_b]]
+        sims = np.matmul(a, b.transpose(0, 2, 1))  # (pairs, words of a, words of b)
+        valid = known_a[:, :, None] & known_b[:, None, :]
+        cells = valid.sum(axis=(1, 2))
+        total = np.where(valid, sims, 0).sum(axis=(1, 2))
+        out["word_similarity_mean"][part] = np.where(cells > 0, total / np.maximum(cells, 1), 0)
+        masked = np.where(valid, sims, -2.0)
+        out["word_similarity_max"][part] = np.where(cells > 0, masked.max(axis=(1, 2)), 0)
+        align_ab = _masked_mean(masked.max(axis=2), known_a & known_b.any(axis=1)[:, None])
+        align_ba = _masked_mean(masked.max(axis=1), known_b & known_a.any(axis=1)[:, None])
+        out["word_alignment_mean"][part] = (align_ab + align_ba) / 2
+        out["word_alignment_min"][part] = np.minimum(align_ab, align_ba)
+    return out
+
+
+def _words_with_vectors(text_model: TextModel, ids: np.ndarray) -> np.ndarray:
+    """Per question, the ids of its first SIMILARITY_TOKENS words that have a vector, moved
+    to the front (0 after them)."""
+    has_vector = np.abs(text_model.embedding_matrix()).sum(axis=1) > 0
+    keep = has_vector[ids] & (ids >= FIRST_WORD_ID)
+    order = np.argsort(~keep, axis=1, kind="stable")  # kept words first, in their order
+    compact = np.where(np.take_along_axis(keep, order, 1), np.take_along_axis(ids, order, 1), 0)
+    return compact[:, :SIMILARITY_TOKENS].astype(np.int32)
 
 
 def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ def test_out_of_fold_predictions_never_see_their_own_labels():
     oof = out_of_fold_probabilities(x, labels, folds=5, c=1.0, seed=7)
     from sklearn.model_selection import KFold
 
-    for rest, held_out in KFold(5, shuffle=True, random_state=7).split(x):
+    for _, held_out in KFold(5, shuffle=True, random_state=7).split(x):
         changed = labels.copy()
         changed[held_out] = 1 - changed[held_out]  # the held-out fold's labels, flipped
         again = out_of_fold_probabilities(x, changed, folds=5, c=1.0, seed=7)

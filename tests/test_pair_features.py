@@ -14,6 +14,7 @@ from pipeline.pair_features import (
     CHAR_NGRAMS,
     FEATURE_NAMES,
     QUESTION_WORDS,
+    SIMILARITY_TOKENS,
     QuestionTable,
     fit_char_idf,
     pair_features,
@@ -106,7 +107,7 @@ def reference_features(q1: str, q2: str, model: TextModel, train_docs: list[dict
 
     e1, e2 = embedding(tokens[0]), embedding(tokens[1])
     unit = {w: v / np.linalg.norm(v) for w, v in vectors.items()}
-    known = [[t for t in toks[: model.max_len] if t in unit] for toks in tokens]
+    known = [[t for t in toks[: model.max_len] if t in unit][:SIMILARITY_TOKENS] for toks in tokens]
     sims = np.array([[unit[a] @ unit[b] for b in known[1]] for a in known[0]])
     if sims.size:
         align = (sims.max(axis=1).mean(), sims.max(axis=0).mean())

@@ -12,7 +12,7 @@ import yaml
 from conftest import REQUIRED_METRICS, ROOT
 
 pytestmark = pytest.mark.slow
-MODELS = ["logreg", "siamese", "residual", "birnn_cnn", "esim", "gbdt"]
+MODELS = ["logreg", "siamese", "residual", "birnn_cnn", "esim", "gbdt", "ensemble"]
 
 
 def run(cmd, cwd, env):
