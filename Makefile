@@ -37,6 +37,7 @@ lint: setup
 bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/embeddings.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/accuracy.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/pair_features.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/scoring.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/train_speed.py --output reports/bench/train_speed_cpu.json
 

@@ -125,13 +125,19 @@ def main() -> None:
         "-S", "--set", action="append", default=[], help="section.key=value, for every run"
     )
     parser.add_argument("--append", action="store_true", help="add to the runs already in --output")
+    parser.add_argument(
+        "--table", action="store_true", help="only print the table of --output's runs"
+    )
     args = parser.parse_args()
+    output = ROOT / args.output
+    if args.table:
+        print(markdown(summarize(read_json(output)["runs"])))
+        return
     if not Path(args.data).exists():
         raise SystemExit(
             f"bench/accuracy.py: {args.data} not found (the real subset lives in ../shared)"
         )
     extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
-    output = ROOT / args.output
     runs = read_json(output)["runs"] if args.append and output.exists() else []
     report = {
         "data": os.path.relpath(args.data, ROOT),

@@ -113,7 +113,7 @@ class Bundle:
 
     @property
     def keras_model(self):
-        """The whole trained model (None for a kind without one, like logreg)."""
+        """The whole trained Keras model (None for the other kinds)."""
         return self.parts.model
 
     def wait_until_loaded(self) -> None:

@@ -235,3 +235,15 @@ def test_exact_match_counts_known_words_of_the_other_question_only():
     ids_b = np.array([[7, 1, 0, 0]], dtype=np.int32)
     match = np.asarray(ExactMatch(2)([ids_a, ids_b]))[0, :, 0]
     assert match.tolist() == [0.0, 0.0, 1.0, 0.0]
+
+
+def test_bundle_whose_kind_reads_other_inputs_is_a_clear_error(bundles, tmp_path):
+    import shutil
+
+    changed = tmp_path / "logreg"
+    shutil.copytree(bundles["logreg"], changed)
+    meta = json.loads((changed / "bundle.json").read_text())
+    meta["reads"] = "token_ids"
+    (changed / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="reads 'token_ids'.*reads 'tfidf'.*retrain"):
+        load_bundle(changed)

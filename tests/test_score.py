@@ -367,3 +367,13 @@ def test_chunks_end_at_the_row_or_the_distinct_question_bound():
     assert sizes(repeats, max_rows=12, max_questions=8) == [12, 8]
     objects = [f.astype(object) for f in repeats]  # JSON lines: every cell counts
     assert sizes(objects, max_rows=100, max_questions=16) == [8, 8, 4]
+
+
+def test_models_with_big_question_rows_get_fewer_questions_per_chunk(bundles):
+    from pipeline.score import CHUNK_ROW_BYTES, questions_per_chunk
+
+    esim, logreg = load_bundle(bundles["esim"]), load_bundle(bundles["logreg"])
+    assert questions_per_chunk(logreg, 400_000) == 400_000  # sparse rows: no bound
+    floats = esim.question_row_floats
+    assert questions_per_chunk(esim, 10**9) == CHUNK_ROW_BYTES // (4 * floats)
+    assert questions_per_chunk(esim, 5) == 5
