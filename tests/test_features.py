@@ -110,7 +110,7 @@ def test_save_load_round_trip(model, tmp_path):
 
 
 def test_features_stage_outputs(featurized):
-    from pipeline.features import load_split, load_tfidf
+    from pipeline.featurize import load_split, load_tfidf
 
     directory = featurized["features"]["dir"]
     train = load_split(directory, "train")
