@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from common import SHARED_TSV, machine
+from common import SHARED_TSV, best_of, machine
 from gensim.models import KeyedVectors
 
 from pipeline.featurize import TextModel
@@ -60,17 +60,6 @@ def tight_loop(token_lists, idf: dict, vectors: dict, dim: int) -> np.ndarray:
         if weight_sum > 0:
             out[row] = total / weight_sum
     return out
-
-
-def best_of(repeats: int, run):
-    """(result, fastest seconds) over `repeats` runs; earlier results are freed first."""
-    best = float("inf")
-    for _ in range(repeats):
-        result = None
-        start = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - start)
-    return result, best
 
 
 def main() -> None:

@@ -10,25 +10,15 @@ reports/bench/pair_features.json. Not a test: figures depend on the machine.
 from __future__ import annotations
 
 import argparse
-import time
 from datetime import date
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from common import ROOT, SHARED_TSV, machine
+from common import ROOT, SHARED_TSV, best_of, machine
 
 from pipeline.bundle import Pairs, load_bundle
 from pipeline.io import write_json
-
-
-def best_of(runs: int, work) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(runs):
-        start = time.perf_counter()
-        result = work()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def main() -> None:
@@ -43,8 +33,8 @@ def main() -> None:
     first, second = pairs.first[pairs_ok], pairs.second[pairs_ok]
     inputs = bundle.model_inputs(pairs.questions)
 
-    question_s, rows = best_of(3, lambda: bundle.question_rows(inputs))
-    pair_s, _ = best_of(3, lambda: bundle.raw_from_rows(rows, first, second))
+    rows, question_s = best_of(3, lambda: bundle.question_rows(inputs))
+    _, pair_s = best_of(3, lambda: bundle.raw_from_rows(rows, first, second))
     booster = lgb.Booster(model_file=str(bundle.directory / bundle.meta["model_file"]))
     gains = booster.feature_importance("gain")
     order = np.argsort(-gains)

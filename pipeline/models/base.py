@@ -102,6 +102,16 @@ def check_positive_ints(kind: str, params: dict, *keys: str) -> None:
             raise ValueError(f"{kind}.{key} must be a whole number of 1 or more, got {value!r}")
 
 
+def check_numbers(kind: str, params: dict, *keys: str, zero_allowed: bool = False) -> None:
+    """Each key a positive number (or 0 or more with `zero_allowed`)."""
+    for key in keys:
+        value = params.get(key)
+        number = not isinstance(value, bool) and isinstance(value, int | float)
+        if not number or value < 0 or (value == 0 and not zero_allowed):
+            wanted = "a number of 0 or more" if zero_allowed else "a positive number"
+            raise ValueError(f"{kind}.{key} must be {wanted}, got {value!r}")
+
+
 def check_fractions(kind: str, params: dict, *keys: str) -> None:
     for key in keys:
         value = params.get(key, 0.0)

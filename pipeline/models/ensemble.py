@@ -23,7 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.io import read_json, write_json
-from pipeline.models.base import Fitted, ModelKind, ScoringParts, sigmoid, to_probability
+from pipeline.models.base import (
+    Fitted,
+    ModelKind,
+    ScoringParts,
+    check_numbers,
+    sigmoid,
+    to_probability,
+)
 
 MODEL_FILE = "ensemble.json"
 
@@ -93,11 +100,10 @@ class Ensemble(ModelKind):
             raise ValueError(f"ensemble.members must list two or more models, got {members!r}")
         if self.name in members or len(set(members)) != len(members):
             raise ValueError(f"ensemble.members must be distinct models, got {members!r}")
-        folds, c = params.get("folds"), params.get("C")
+        folds = params.get("folds")
         if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
             raise ValueError(f"ensemble.folds must be a whole number of 2 or more, got {folds!r}")
-        if isinstance(c, bool) or not isinstance(c, int | float) or c <= 0:
-            raise ValueError(f"ensemble.C must be a positive number, got {c!r}")
+        check_numbers(self.name, params, "C")
 
     def fit(self, params, train_cfg, text_model, train, val, live_dir) -> Fitted:
         from sklearn.linear_model import LogisticRegression

@@ -24,6 +24,7 @@ from pipeline.models.base import (
     KerasKind,
     check_choice,
     check_fractions,
+    check_numbers,
     check_positive_ints,
 )
 from pipeline.models.layers import (
@@ -136,10 +137,7 @@ class Esim(KerasKind):
             "epochs",
         )
         check_fractions(self.name, params, "dropout", "head_dropout")
-        for key in ("learning_rate", "clipnorm"):
-            value = params.get(key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"esim.{key} must be a positive number, got {value!r}")
+        check_numbers(self.name, params, "learning_rate", "clipnorm")
 
 
 KIND = Esim("esim", reads="token_ids", build=build)

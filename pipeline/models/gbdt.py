@@ -23,6 +23,7 @@ from pipeline.models.base import (
     ModelKind,
     ScoringParts,
     check_fractions,
+    check_numbers,
     check_positive_ints,
 )
 from pipeline.pair_features import (
@@ -61,10 +62,8 @@ class Gbdt(ModelKind):
             "early_stopping_rounds",
         )
         check_fractions(self.name, params, "feature_fraction", "bagging_fraction")
-        for key in ("learning_rate", "lambda_l2"):
-            value = params.get(key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"gbdt.{key} must be a number of 0 or more, got {value!r}")
+        check_numbers(self.name, params, "learning_rate")
+        check_numbers(self.name, params, "lambda_l2", zero_allowed=True)
 
     def fit(self, params, train_cfg, text_model, train, val, live_dir) -> Fitted:
         import lightgbm as lgb

@@ -19,6 +19,7 @@ from pipeline.models.base import (
     Fitted,
     ModelKind,
     ScoringParts,
+    check_numbers,
     check_positive_ints,
     class_weights,
     sigmoid,
@@ -41,8 +42,7 @@ class Logreg(ModelKind):
 
     def check_params(self, params: dict) -> None:
         check_positive_ints(self.name, params, "max_iter")
-        if not isinstance(params.get("C"), int | float) or params["C"] <= 0:
-            raise ValueError(f"logreg.C must be a positive number, got {params.get('C')!r}")
+        check_numbers(self.name, params, "C")
 
     def fit(self, params, train_cfg, text_model, train, val, live_dir) -> Fitted:
         from sklearn.linear_model import LogisticRegression
