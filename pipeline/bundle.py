@@ -272,7 +272,7 @@ def _load_parts(meta: dict, directory: Path) -> ScoringParts:
 def _bundle_errors(directory: Path):
     try:
         yield
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise BundleError(
             f"{directory}: cannot load bundle ({type(err).__name__}: {err})"
         ) from None

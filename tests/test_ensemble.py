@@ -83,3 +83,17 @@ def test_ensemble_params_are_checked_before_fitting(featurized):
     }
     with pytest.raises(SystemExit, match=r"\['gbdt'\] are not in train.models"):
         train.run(outside, "ensemble")
+
+
+def test_damaged_gbdt_or_ensemble_file_is_a_clear_error(ensemble, tmp_path):
+    import shutil
+
+    params, _ = ensemble
+    models = tmp_path / "models"
+    shutil.copytree(params["train"]["models_dir"], models)
+    (models / "gbdt" / "gbdt.txt").write_text("tree\nnot a model\n")
+    with pytest.raises(BundleError, match="gbdt.txt: not a LightGBM model"):
+        load_bundle(models / "gbdt")
+    (models / "ensemble" / "ensemble.json").write_text("[1, 2]")
+    with pytest.raises(BundleError, match="cannot load bundle"):
+        load_bundle(models / "ensemble")

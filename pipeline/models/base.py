@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger("train")
-OUTPUTS = ("probability", "distance")
 
 
 @dataclass
@@ -47,10 +46,9 @@ class ModelKind:
     """One kind of model. Subclasses fill in fitting, saving and loading."""
 
     name: str
-    reads: str  # "embeddings" | "token_ids" | "tfidf" (see TextModel.question_inputs)
+    reads: str  # "embeddings" | "token_ids" | "tfidf" | "text" (TextModel.question_inputs)
     output: str = "probability"  # or "distance", calibrated into a probability
     model_file: str  # the bundle file holding the fitted model
-    loads_slowly: bool = False  # the bundle loads it on a background thread
 
     def check_params(self, params: dict) -> None:
         """Raise ValueError naming the bad param, before any training starts."""
@@ -124,7 +122,6 @@ class KerasKind(ModelKind):
     """A Keras model `head([encoder(q1), encoder(q2)])`, saved as model.keras (safe mode)."""
 
     model_file = "model.keras"
-    loads_slowly = True
 
     def __init__(self, name: str, reads: str, build: Callable, output: str = "probability"):
         self.name, self.reads, self._build, self.output = name, reads, build, output

@@ -41,9 +41,6 @@ class MemberRows:
 
     rows: tuple
 
-    def __len__(self) -> int:
-        return self.rows[0].shape[0] if hasattr(self.rows[0], "shape") else len(self.rows[0])
-
     def __getitem__(self, index) -> MemberRows:
         return MemberRows(tuple(rows[index] for rows in self.rows))
 

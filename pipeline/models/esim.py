@@ -27,6 +27,7 @@ from pipeline.models.base import (
     check_numbers,
     check_positive_ints,
 )
+from pipeline.models.birnn_cnn import RNNS
 from pipeline.models.layers import (
     ExactMatch,
     MaskedPooling,
@@ -38,7 +39,6 @@ from pipeline.models.layers import (
     pair_model,
 )
 
-RNNS = {"gru": layers.GRU, "lstm": layers.LSTM}
 COMPARES = ("rnn", "dense")
 
 

@@ -38,13 +38,13 @@ CHARS_FILE = "gbdt_chars.npz"
 
 
 def features_of_pairs(q1, q2, text_model: TextModel, char_idf: np.ndarray) -> np.ndarray:
-    """Pair features of two aligned columns of normalized questions, each distinct question
-    featurized once (as the scorer does)."""
-    codes, distinct = pd.factorize(pd.concat([pd.Series(q1), pd.Series(q2)], ignore_index=True))
-    table = QuestionTable.build(pd.Series(distinct, dtype="string"), text_model, char_idf)
-    unit = unit_word_vectors(text_model)
-    n = len(q1)
-    return pair_features(table[codes[:n]], table[codes[n:]], unit)
+    """Pair features of two aligned columns of questions, each distinct question featurized
+    once, through the scorer's own `Pairs`."""
+    from pipeline.bundle import Pairs
+
+    pairs = Pairs.from_columns(q1, q2, text_model.text.unicode_form)
+    table = QuestionTable.build(pairs.questions, text_model, char_idf)
+    return pair_features(table[pairs.first], table[pairs.second], unit_word_vectors(text_model))
 
 
 class Gbdt(ModelKind):
@@ -128,7 +128,10 @@ class Gbdt(ModelKind):
     def load(self, directory: Path) -> ScoringParts:
         import lightgbm as lgb
 
-        booster = lgb.Booster(model_file=str(directory / self.model_file))
+        try:
+            booster = lgb.Booster(model_file=str(directory / self.model_file))
+        except lgb.basic.LightGBMError as err:  # a damaged or truncated model file
+            raise ValueError(f"{self.model_file}: not a LightGBM model ({err})") from None
         if booster.feature_name() != list(FEATURE_NAMES):
             raise ValueError(
                 f"{self.model_file} was trained on features {booster.feature_name()}; this "
