@@ -3,7 +3,11 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: setup demo test lint bench lock clean
+.PHONY: help setup demo test test-fast lint bench docs lock clean
+
+## help: list the targets
+help:
+	@awk '/^## /{i = index($$0, ": "); printf "  %-10s %s\n", substr($$0, 4, i - 4), substr($$0, i + 2)}' $(MAKEFILE_LIST)
 
 ## setup: create .venv and install the pinned stack (uv; falls back to pip)
 setup: $(VENV)/.installed
@@ -24,9 +28,13 @@ demo: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@cat reports/models.md
 
-## test: the whole test suite (about 8 minutes on 2 cores)
+## test: the whole test suite (about 7 minutes on 2 cores)
 test: setup
 	$(BIN)/python -m pytest -q
+
+## test-fast: unit tests only, no model training or dvc repro (under a minute)
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not trains"
 
 ## lint: ruff check + format check
 lint: setup
@@ -41,9 +49,14 @@ bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/scoring.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/train_speed.py --output reports/bench/train_speed_cpu.json
 
+## docs: regenerate docs/benchmarks.md from reports/bench/*.json
+docs: setup
+	$(BIN)/python bench/tables.py
+
 ## lock: re-resolve requirements.lock from pyproject.toml
 lock:
 	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --extra pretrained --python-version 3.11 -q -o requirements.lock
 
+## clean: remove the virtual environment
 clean:
 	rm -rf $(VENV)

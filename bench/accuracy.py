@@ -43,7 +43,7 @@ def scratch_params(work: Path, data: str, overrides: dict) -> dict:
         source=data,
         processed_dir=str(work / "processed"),
         report=str(work / "data.json"),
-        raw_path=str(work / "raw.tsv"),
+        raw_dir=str(work / "raw"),
     )
     params["vectors"].update(output=str(work / "vectors.bin"), report=str(work / "vectors.json"))
     params["features"].update(dir=str(work / "features"), report=str(work / "features.json"))
@@ -63,7 +63,7 @@ def stage(module: str, params_path: Path, *extra: str, log: Path) -> float:
     start = time.perf_counter()
     with log.open("a") as out:
         result = subprocess.run(
-            [sys.executable, "-m", f"pipeline.{module}", "--params", str(params_path), *extra],
+            [sys.executable, "-m", f"pipeline.stages.{module}", "--params", params_path, *extra],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -154,7 +154,7 @@ def main() -> None:
             params = scratch_params(work, args.data, overrides)
             models = args.models or [*params["train"]["models"], "ensemble"]
             seconds = {}
-            for name in ("prepare", "vectors", "features"):
+            for name in ("raw", "prepare", "vectors", "features"):
                 path = work / "params.yaml"
                 path.write_text(yaml.safe_dump(params, sort_keys=False))
                 seconds[name] = round(stage(name, path, log=log), 1)

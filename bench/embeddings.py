@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import argparse
 import time
+from datetime import date
 
 import numpy as np
 import pandas as pd
-from common import SHARED_TSV, best_of, machine
+import yaml
+from common import ROOT, SHARED_TSV, best_of, machine
 from gensim.models import KeyedVectors
 
-from pipeline.featurize import TextModel
 from pipeline.io import write_json
 from pipeline.text import TextConfig, normalize
+from pipeline.text_model import TextModel
 
 
 def loop_2017(token_lists, idf: dict, vectors: dict, dim: int) -> np.ndarray:
@@ -74,7 +76,8 @@ def main() -> None:
     pairs = pd.read_csv(args.data, sep="\t", keep_default_na=False)
     base = pd.concat([pairs["question1"], pairs["question2"]], ignore_index=True)
     questions = pd.Series(np.resize(base.to_numpy(dtype=object), args.questions))
-    text = TextConfig()
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    text = TextConfig.from_dict(params["text"])
 
     start = time.perf_counter()
     cleaned = normalize(questions)
@@ -82,7 +85,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     kv = KeyedVectors(300)
     kv.add_vectors(list(probe.vocab), rng.normal(size=(len(probe.vocab), 300)).astype(np.float32))
-    model = TextModel.fit(cleaned, text, kv)
+    model = TextModel.fit(cleaned, text, kv, max_len=params["features"]["max_len"])
     tokens = model.tokens(cleaned)
     embeddings, _ = model.embed(tokens)
     stage_seconds = time.perf_counter() - start
@@ -116,6 +119,7 @@ def main() -> None:
         "stage_seconds_800k": round(stage_seconds, 2),
         "vocab_size": len(model.vocab),
         "same_vectors": True,
+        "date": date.today().isoformat(),
         "machine": machine(),
     }
     write_json(args.output, result)

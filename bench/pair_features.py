@@ -33,8 +33,8 @@ def main() -> None:
     first, second = pairs.first[pairs_ok], pairs.second[pairs_ok]
     inputs = bundle.model_inputs(pairs.questions)
 
-    rows, question_s = best_of(3, lambda: bundle.question_rows(inputs))
-    _, pair_s = best_of(3, lambda: bundle.raw_from_rows(rows, first, second))
+    rows, question_s = best_of(3, lambda: bundle.encode_questions(inputs))
+    _, pair_s = best_of(3, lambda: bundle.raw_from_encodings(rows, first, second))
     booster = lgb.Booster(model_file=str(bundle.directory / bundle.meta["model_file"]))
     gains = booster.feature_importance("gain")
     order = np.argsort(-gains)

@@ -148,6 +148,7 @@ def main() -> None:
     write_json(
         output,
         {
+            "date": date.today().isoformat(),
             "machine": machine(),
             "sizes": args.sizes,
             "models": results,

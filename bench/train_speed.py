@@ -14,16 +14,17 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from datetime import date
 
 import keras
 import numpy as np
 import yaml
 from common import ROOT, machine
 
-from pipeline.featurize import TextModel
 from pipeline.io import write_json
 from pipeline.models import get_kind
 from pipeline.text import TextConfig
+from pipeline.text_model import FIRST_WORD_ID, PAD_ID, TextModel
 
 VOCAB = 20_000
 QUESTION_TOKENS = (6, 20)  # most Quora questions are 6-20 tokens long
@@ -56,9 +57,11 @@ def model_and_inputs(name: str, params: dict, pairs: int, dim: int, rng):
     if kind.reads == "token_ids":
         inputs = {}
         for q in ("q1", "q2"):
-            ids = rng.integers(2, VOCAB + 2, (pairs, max_len), dtype=np.int32)
+            ids = rng.integers(
+                FIRST_WORD_ID, VOCAB + FIRST_WORD_ID, (pairs, max_len), dtype=np.int32
+            )
             lengths = rng.integers(QUESTION_TOKENS[0], QUESTION_TOKENS[1] + 1, pairs)
-            ids[np.arange(max_len) >= lengths[:, None]] = 0  # post-padded, as token_ids
+            ids[np.arange(max_len) >= lengths[:, None]] = PAD_ID  # post-padded, as token_ids
             inputs[q] = ids
     else:
         inputs = {q: rng.normal(size=(pairs, dim)).astype(np.float32) for q in ("q1", "q2")}
@@ -101,6 +104,7 @@ def main() -> None:
     result = {
         "backend": keras.backend.backend(),
         "device": device(),
+        "date": date.today().isoformat(),
         "machine": machine(),
         "runs": [],
     }

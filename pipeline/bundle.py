@@ -25,11 +25,11 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from pipeline import __version__
-from pipeline.featurize import TextModel
 from pipeline.io import read_json, write_json
 from pipeline.models import get_kind, kind_names
 from pipeline.models.base import ModelKind, ScoringParts, in_batches, to_probability
 from pipeline.text import normalize, to_arrow
+from pipeline.text_model import TextModel
 
 FORMAT_VERSION = 2  # 2: Keras models are encoder + head parts
 
@@ -129,9 +129,9 @@ class Bundle:
         return float(self.meta["threshold"])
 
     @property
-    def question_row_floats(self) -> int | None:
-        """Floats in one question's row of `question_rows` (None: sparse or unknown)."""
-        return self.meta.get("question_row_floats")
+    def encoding_floats(self) -> int | None:
+        """Floats in one question's row of `encode_questions` (None: sparse or unknown)."""
+        return self.meta.get("encoding_floats")
 
     def score(self, q1s, q2s, batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
         """(raw model output, P(duplicate)) per pair of raw questions.
@@ -144,8 +144,8 @@ class Bundle:
             raise ValueError(f"pair {row}: {pairs.errors[row]}")
         if len(pairs.first) == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.float32)
-        rows = self.question_rows(self.model_inputs(pairs.questions), batch_size)
-        raw = self.raw_from_rows(rows, pairs.first, pairs.second, batch_size)
+        encodings = self.encode_questions(self.model_inputs(pairs.questions), batch_size)
+        raw = self.raw_from_encodings(encodings, pairs.first, pairs.second, batch_size)
         return raw, self.probability(raw, pairs.first, pairs.second)
 
     def predict_proba(self, q1s, q2s, batch_size: int = 8192) -> np.ndarray:
@@ -156,20 +156,20 @@ class Bundle:
         """What the model kind reads per distinct normalized question."""
         return self.text_model.question_inputs(questions, self.meta["reads"])
 
-    def question_rows(self, inputs, batch_size: int = 8192):
+    def encode_questions(self, inputs, batch_size: int = 8192):
         """The part of the model that sees one question, run once per distinct question."""
-        if self.parts.per_question is None:  # the inputs are the rows (logreg's TF-IDF)
+        if self.parts.per_question is None:  # the inputs are the encodings (logreg's TF-IDF)
             return inputs
         return self.parts.per_question(inputs, batch_size)
 
-    def raw_from_rows(
-        self, rows, first: np.ndarray, second: np.ndarray, batch_size: int = 8192
+    def raw_from_encodings(
+        self, encodings, first: np.ndarray, second: np.ndarray, batch_size: int = 8192
     ) -> np.ndarray:
-        """Model outputs for pairs given as indices into `question_rows`."""
+        """Model outputs for pairs given as indices into `encode_questions`."""
         if len(first) == 0:
             return np.zeros(0, dtype=np.float32)
         # pair by pair in batches: memory follows the batch, not the number of pairs
-        return in_batches(self.parts.per_pair, batch_size, first, second, gather=rows).ravel()
+        return in_batches(self.parts.per_pair, batch_size, first, second, gather=encodings).ravel()
 
     def probability(self, raw: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """P(duplicate) from the model's raw output for pairs of distinct-question indices."""

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 from rapidfuzz import fuzz, process
 
-from pipeline.featurize import FIRST_WORD_ID, TextModel
+from pipeline.text_model import FIRST_WORD_ID, TextModel
 
 CHAR_NGRAMS = (2, 3, 4, 5)  # byte n-grams of the lowercased text, spaces at both ends
 CHAR_BUCKETS = 1 << 20  # hashed n-gram columns

@@ -50,9 +50,9 @@ CSV_BLOCK = 1 << 21
 # while repetitive input gets longer chunks, each question encoded once for more rows.
 CHUNK_ROWS = 1_000_000
 CHUNK_QUESTIONS = 400_000
-# Models with big rows (esim keeps a row per token: ~16 KB a question) get fewer questions a
-# chunk, so that a chunk's rows stay under this many bytes.
-CHUNK_ROW_BYTES = 1 << 30
+# Models with big encodings (esim keeps one per token: ~16 KB a question) get fewer questions a
+# chunk, so that a chunk's encodings stay under this many bytes.
+CHUNK_ENCODING_BYTES = 1 << 30
 READ_ROWS = 100_000  # the input is read in frames of this many rows, joined into chunks
 
 
@@ -281,30 +281,32 @@ class ChunkWriter:
 class PreparedChunk:
     frame: pd.DataFrame
     pairs: Pairs
-    rows: object  # `Bundle.question_rows` of the distinct questions; None when no pair is valid
+    encodings: (
+        object  # `Bundle.encode_questions` of the distinct questions; None when no pair is valid
+    )
 
 
 def prepare_chunk(
-    bundle: Bundle, frame: pd.DataFrame, q1_col: str, q2_col: str, batch_size: int
+    bundle: Bundle, frame: pd.DataFrame, q1_col: str, q2_col: str, predict_batch: int
 ) -> PreparedChunk:
     """The per-question half of scoring a chunk: find bad rows, then normalize, featurize
     and encode each distinct question."""
     pairs = Pairs.from_columns(frame[q1_col], frame[q2_col], bundle.text_model.text.unicode_form)
-    rows = None
+    encodings = None
     if pairs.valid.any():
-        rows = bundle.question_rows(bundle.model_inputs(pairs.questions), batch_size)
-    return PreparedChunk(frame, pairs, rows)
+        encodings = bundle.encode_questions(bundle.model_inputs(pairs.questions), predict_batch)
+    return PreparedChunk(frame, pairs, encodings)
 
 
 def finish_chunk(
-    bundle: Bundle, chunk: PreparedChunk, threshold: float, batch_size: int
+    bundle: Bundle, chunk: PreparedChunk, threshold: float, predict_batch: int
 ) -> pd.DataFrame:
     """The per-pair half: the chunk with probability, prediction and error columns added."""
     valid, errors = chunk.pairs.valid, chunk.pairs.errors
     probability = np.full(len(chunk.frame), np.nan, dtype=np.float64)
     if valid.any():
         first, second = chunk.pairs.first[valid], chunk.pairs.second[valid]
-        raw = bundle.raw_from_rows(chunk.rows, first, second, batch_size)
+        raw = bundle.raw_from_encodings(chunk.encodings, first, second, predict_batch)
         probability[valid] = bundle.probability(raw, first, second)
     prediction = pd.array(np.where(valid, probability >= threshold, 0), dtype="Int8")
     prediction[~valid] = pd.NA
@@ -314,7 +316,7 @@ def finish_chunk(
 
 
 def prepared_chunks(
-    bundle: Bundle, frames: Iterator[pd.DataFrame], q1_col: str, q2_col: str, batch_size: int
+    bundle: Bundle, frames: Iterator[pd.DataFrame], q1_col: str, q2_col: str, predict_batch: int
 ) -> Iterator[PreparedChunk]:
     """Chunks prepared one ahead on a worker thread, so reading, text work and encoding
     overlap the per-pair work on the chunk before; holding one chunk ahead keeps memory flat.
@@ -323,7 +325,9 @@ def prepared_chunks(
 
     def prepare_next() -> PreparedChunk | None:
         frame = next(frames, None)
-        return None if frame is None else prepare_chunk(bundle, frame, q1_col, q2_col, batch_size)
+        return (
+            None if frame is None else prepare_chunk(bundle, frame, q1_col, q2_col, predict_batch)
+        )
 
     with ThreadPoolExecutor(1, thread_name_prefix="prepare") as pool:
         pending = pool.submit(prepare_next)
@@ -333,12 +337,12 @@ def prepared_chunks(
 
 
 def questions_per_chunk(bundle: Bundle, chunk_questions: int) -> int:
-    """`chunk_questions`, lowered for a model whose question rows would not fit in
-    CHUNK_ROW_BYTES."""
-    floats = bundle.question_row_floats
+    """`chunk_questions`, lowered for a model whose question encodings would not fit in
+    CHUNK_ENCODING_BYTES."""
+    floats = bundle.encoding_floats
     if not floats:
         return chunk_questions
-    return max(1, min(chunk_questions, CHUNK_ROW_BYTES // (4 * floats)))
+    return max(1, min(chunk_questions, CHUNK_ENCODING_BYTES // (4 * floats)))
 
 
 def score_file(
@@ -350,7 +354,7 @@ def score_file(
     threshold: float | None = None,
     chunk_rows: int = CHUNK_ROWS,
     chunk_questions: int = CHUNK_QUESTIONS,
-    batch_size: int = 8192,
+    predict_batch: int = 8192,
     input_format: str | None = None,
     output_format: str | None = None,
     quiet: bool = False,
@@ -397,8 +401,8 @@ def score_file(
             frames = read_chunks(input_path, in_fmt, min(chunk_rows, READ_ROWS), csv_block)
             questions = questions_per_chunk(bundle, chunk_questions)
             chunks = question_bounded_chunks(frames, q1_col, q2_col, chunk_rows, questions)
-            for chunk in prepared_chunks(bundle, chunks, q1_col, q2_col, batch_size):
-                scored = finish_chunk(bundle, chunk, threshold, batch_size)
+            for chunk in prepared_chunks(bundle, chunks, q1_col, q2_col, predict_batch):
+                scored = finish_chunk(bundle, chunk, threshold, predict_batch)
                 writer.write(scored)
                 bad = int((scored["error"] != "").sum())
                 counts["rows"] += len(scored)
@@ -407,8 +411,8 @@ def score_file(
                 bar.update(len(scored))
             if not writer.wrote_header:  # header-only input: header-only output
                 empty = pd.DataFrame({c: pd.Series(dtype="string") for c in columns})
-                chunk = prepare_chunk(bundle, empty, q1_col, q2_col, batch_size)
-                writer.write(finish_chunk(bundle, chunk, threshold, batch_size))
+                chunk = prepare_chunk(bundle, empty, q1_col, q2_col, predict_batch)
+                writer.write(finish_chunk(bundle, chunk, threshold, predict_batch))
             bundle.wait_until_loaded()  # a broken model fails the run even if nothing was scored
         finally:
             writer.close()
@@ -437,11 +441,13 @@ def main(argv: list[str] | None = None) -> int:
         help="probability cut for prediction (default: the bundle's)",
     )
     parser.add_argument(
-        "--batch-size",
+        "--chunk-rows",
+        "--batch-size",  # its old name, kept so that existing scripts still run
+        dest="chunk_rows",
         type=_positive_int,
         default=CHUNK_ROWS,
-        help=f"most rows scored per chunk (default {CHUNK_ROWS:,}; chunks also end at "
-        f"{CHUNK_QUESTIONS:,} distinct questions)",
+        help=f"most input rows held in memory and scored per chunk (default {CHUNK_ROWS:,}; "
+        f"chunks also end at {CHUNK_QUESTIONS:,} distinct questions)",
     )
     parser.add_argument(
         "--format",
@@ -465,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             args.q1_col,
             args.q2_col,
             args.threshold,
-            args.batch_size,
+            args.chunk_rows,
             input_format=args.format,
             output_format=args.output_format,
             quiet=args.quiet,

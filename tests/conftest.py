@@ -22,6 +22,16 @@ REQUIRED_METRICS = (
     "threshold",
 )
 
+STAGE_FIXTURES = {"featurized", "bundles", "params"}  # fixtures that run stages or train
+
+
+def pytest_collection_modifyitems(items):
+    """Mark tests that run stages or train models, so `make test-fast` can leave them out."""
+    for item in items:
+        if STAGE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.trains)
+
+
 needs_shared = pytest.mark.skipif(
     not SHARED_TSV.exists(),
     reason=f"real Quora subset not found at {SHARED_TSV} (read from ../shared, never committed)",
@@ -35,7 +45,7 @@ def tiny_params(tmp: Path) -> dict:
     params["data"].update(
         processed_dir=str(tmp / "processed"),
         report=str(tmp / "data.json"),
-        raw_path=str(tmp / "raw.tsv"),
+        raw_dir=str(tmp / "raw"),
     )
     params["vectors"].update(
         dim=16,
@@ -69,10 +79,11 @@ def params(tmp_path):
 @pytest.fixture(scope="session")
 def featurized(tmp_path_factory):
     """prepare -> vectors -> features on 600 demo pairs, shared by the model tests."""
-    from pipeline import features, prepare, vectors
+    from pipeline.stages import features, prepare, raw, vectors
 
     tmp = tmp_path_factory.mktemp("featurized")
     params = tiny_params(tmp)
+    raw.run(params)
     prepare.run(params)
     vectors.run(params)
     features.run(params)
@@ -82,7 +93,7 @@ def featurized(tmp_path_factory):
 @pytest.fixture(scope="session")
 def bundles(featurized):
     """logreg, residual and esim bundles trained on the tiny featurized data."""
-    from pipeline import train
+    from pipeline.stages import train
 
     names = ("logreg", "residual", "esim")
     for name in names:

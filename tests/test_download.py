@@ -7,8 +7,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipeline import prepare
 from pipeline.download import DownloadError, download
+from pipeline.io import InputError
+from pipeline.stages import prepare, raw
 
 BODY = (
     "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
@@ -81,15 +82,16 @@ def test_connection_dropped_midway_leaves_nothing(server, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_prepare_quora_source_downloads_then_reuses_copy(server, params):
+def test_raw_stage_downloads_the_release_for_prepare(server, params):
     params["data"].update(source="quora", url=f"{server}/ok", sha256=SHA, expected_rows=50)
+    manifest = raw.run(params)
+    assert manifest["sha256"] == SHA and manifest["source"] == f"{server}/ok"
     report = prepare.run(params)
     assert report["sha256"] == SHA and report["rows_read"] == 50
-    params["data"]["url"] = "http://127.0.0.1:9/unreachable"  # the local copy is used
-    assert prepare.run(params)["rows_read"] == 50
 
 
 def test_prepare_rejects_a_truncated_release(server, params):
     params["data"].update(source="quora", url=f"{server}/ok", sha256=None, expected_rows=404290)
-    with pytest.raises(Exception, match="expected 404290 rows"):
+    raw.run(params)
+    with pytest.raises(InputError, match="expected 404290 rows"):
         prepare.run(params)

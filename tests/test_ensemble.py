@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import evaluate, train
 from pipeline.bundle import BundleError, load_bundle
 from pipeline.models.ensemble import out_of_fold_probabilities
+from pipeline.stages import evaluate, train
 
 MEMBERS = ["logreg", "gbdt"]
 

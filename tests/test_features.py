@@ -1,11 +1,13 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from pipeline import featurize
-from pipeline.featurize import OOV_ID, PAD_ID, TextModel
+from pipeline import text_model
 from pipeline.text import TextConfig, token_lists
+from pipeline.text_model import OOV_ID, PAD_ID, TextModel
 
 TRAIN = [
     "How do I learn Python?",
@@ -39,7 +41,7 @@ def test_tfidf_matches_scikit_learn_vectorizer(model, sublinear_tf):
         analyzer=lambda text: token_lists([text])[0], norm=None, sublinear_tf=sublinear_tf
     )
     expected = reference.fit(TRAIN).transform(["How do I learn Python ? python"])
-    model = TextModel(model.text, model.vocab, model.idf, model.vectors, sublinear_tf=sublinear_tf)
+    model = replace(model, sublinear_tf=sublinear_tf)
     got = model.tfidf(model.tokens(["How do I learn Python ? python"]))
     order = [reference.vocabulary_[w] for w in model.vocab]
     assert np.allclose(got.toarray(), expected.toarray()[:, order], atol=1e-6)
@@ -47,7 +49,7 @@ def test_tfidf_matches_scikit_learn_vectorizer(model, sublinear_tf):
 
 @pytest.mark.parametrize("weighting", ["tfidf", "idf", "mean"])
 def test_weighted_mean_equals_reference_loop(model, weighting):
-    model = TextModel(model.text, model.vocab, model.idf, model.vectors, weighting=weighting)
+    model = replace(model, weighting=weighting)
     questions = ["How do I learn Python? Python!", "Is Rust hard?", "What is the way?"]
     got, empty = model.embed(model.tokens(questions))
     index = {w: i for i, w in enumerate(model.vocab)}
@@ -70,13 +72,11 @@ def test_weighted_mean_equals_reference_loop(model, weighting):
     "weighting, sublinear_tf", [("tfidf", False), ("tfidf", True), ("idf", False), ("mean", False)]
 )
 def test_embedding_does_not_depend_on_block_sizes(model, monkeypatch, weighting, sublinear_tf):
-    model = TextModel(
-        model.text, model.vocab, model.idf, model.vectors, weighting, sublinear_tf=sublinear_tf
-    )
+    model = replace(model, weighting=weighting, sublinear_tf=sublinear_tf)
     tokens = model.tokens(TRAIN * 7 + ["", "zzz", "python python python rust", "Rust"])
     whole, whole_empty = model.embed(tokens)
-    monkeypatch.setattr(featurize, "EMBED_BLOCK_ROWS", 5)
-    monkeypatch.setattr(featurize, "PRODUCT_ROWS", 2)
+    monkeypatch.setattr(text_model, "EMBED_BLOCK_ROWS", 5)
+    monkeypatch.setattr(text_model, "PRODUCT_ROWS", 2)
     blocked, blocked_empty = model.embed(tokens)
     assert np.allclose(blocked, whole, atol=1e-6) and (blocked_empty == whole_empty).all()
     assert whole_empty.sum() == 3
@@ -110,7 +110,7 @@ def test_save_load_round_trip(model, tmp_path):
 
 
 def test_features_stage_outputs(featurized):
-    from pipeline.featurize import load_split, load_tfidf
+    from pipeline.text_model import load_split, load_tfidf
 
     directory = featurized["features"]["dir"]
     train = load_split(directory, "train")

@@ -1,14 +1,12 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import REQUIRED_METRICS, ROOT
 
-from pipeline import evaluate, train
 from pipeline.bundle import FORMAT_VERSION, BundleError, Pairs, load_bundle
 from pipeline.metrics import (
     METRIC_KEYS,
@@ -16,6 +14,7 @@ from pipeline.metrics import (
     choose_threshold,
     classification_metrics,
 )
+from pipeline.stages import evaluate, train
 
 MODELS = ["logreg", "siamese", "residual", "birnn_cnn", "esim", "gbdt"]
 
@@ -68,8 +67,8 @@ def test_model_trains_saves_reloads_and_predicts_the_same(featurized, name):
     if bundle.keras_model is not None:  # encoder once per distinct question == whole model
         pairs = Pairs.from_columns(test["question1"], test["question2"])
         model_in = bundle.model_inputs(pairs.questions)
-        rows = bundle.question_rows(model_in, batch_size=7)
-        parts = bundle.raw_from_rows(rows, pairs.first, pairs.second, batch_size=7)
+        rows = bundle.encode_questions(model_in, batch_size=7)
+        parts = bundle.raw_from_encodings(rows, pairs.first, pairs.second, batch_size=7)
         whole = bundle.keras_model.predict(
             {"q1": model_in[pairs.first], "q2": model_in[pairs.second]}, verbose=0
         )
@@ -84,11 +83,25 @@ def test_model_trains_saves_reloads_and_predicts_the_same(featurized, name):
         assert "blog_precision" in saved
 
 
-def test_bundle_has_no_pickle_and_loads_in_safe_mode(featurized):
-    train.run(featurized, "residual")
-    directory = f"{featurized['train']['models_dir']}/residual"
-    files = {p.name for p in Path(directory).iterdir()}
+def test_bundle_has_no_pickle_and_loads_in_safe_mode(bundles, tmp_path):
+    import shutil
+    import zipfile
+
+    import keras
+
+    directory = bundles["residual"]
+    files = {p.name for p in directory.iterdir()}
     assert files == {"bundle.json", "model.keras", "text_model.json", "text_model.npz"}
+    with zipfile.ZipFile(directory / "model.keras") as archive:
+        assert not [n for n in archive.namelist() if n.endswith((".pkl", ".pickle"))]
+    keras.models.load_model(directory / "model.keras", safe_mode=True, compile=False)
+    # a model that runs arbitrary Python when loaded (a Lambda layer) is refused
+    unsafe = tmp_path / "unsafe"
+    shutil.copytree(directory, unsafe)
+    x = keras.Input((3,), name="q1")
+    keras.Model(x, keras.layers.Lambda(lambda t: t * 2)(x)).save(unsafe / "model.keras")
+    with pytest.raises(BundleError, match="safe_mode"):
+        load_bundle(unsafe)
 
 
 def test_broken_bundles_are_clear_errors(tmp_path):
@@ -131,7 +144,7 @@ import sys, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import yaml
-from pipeline import train
+from pipeline.stages import train
 params = yaml.safe_load(open(sys.argv[1]))
 meta = train.run(params, "residual")
 print("DEVICE", meta["device"])
@@ -191,7 +204,7 @@ def test_bad_model_params_stop_before_training(featurized, tmp_path, name, chang
         train.run(params, name)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.train", "--params", str(tmp_path / "params.yaml")]
+        [sys.executable, "-m", "pipeline.stages.train", "--params", str(tmp_path / "params.yaml")]
         + ["--model", name],
         capture_output=True,
         text=True,
@@ -208,7 +221,7 @@ def test_esim_is_symmetric_and_its_parts_equal_the_whole(featurized):
     forward = bundle.predict_proba(test["question1"], test["question2"])
     backward = bundle.predict_proba(test["question2"], test["question1"])
     assert np.allclose(forward, backward, rtol=0, atol=1e-6)
-    assert bundle.question_row_floats == featurized["features"]["max_len"] * (2 * 8 + 1)
+    assert bundle.encoding_floats == featurized["features"]["max_len"] * (2 * 8 + 1)
 
 
 def test_masked_pooling_and_alignment_ignore_padding():

@@ -8,7 +8,6 @@ import pytest
 from gensim.models import KeyedVectors
 from rapidfuzz import fuzz
 
-from pipeline.featurize import TextModel
 from pipeline.pair_features import (
     CHAR_BUCKETS,
     CHAR_NGRAMS,
@@ -21,6 +20,7 @@ from pipeline.pair_features import (
     unit_word_vectors,
 )
 from pipeline.text import TextConfig, token_lists
+from pipeline.text_model import TextModel
 
 TRAIN = [
     "How do I learn Python in 2024?",

@@ -48,6 +48,8 @@ def repo(tmp_path_factory):
             shutil.copytree(source, repo / name, ignore=ignore)
         else:
             shutil.copy(source, repo / name)
+    (repo / "data" / "external").mkdir(parents=True)
+    shutil.copy(ROOT / "data" / "external" / ".gitkeep", repo / "data" / "external")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["demo"]["n_pairs"] = 500
     params["vectors"].update(dim=8, epochs=2, min_count=1)
@@ -112,6 +114,31 @@ def test_param_changes_rerun_exactly_the_dependent_stages(repo):
         (repo / "params.yaml").write_text(original)
 
 
+def test_a_changed_local_source_reruns_from_raw_without_force(repo):
+    repo, env = repo
+    original = (repo / "params.yaml").read_text()
+    source = repo / "data" / "external" / "pairs.tsv"
+    try:
+        rows = [
+            f"How do I cook dish {i} well?\tWhat is the best way to cook dish {i}?\t1"
+            for i in range(60)
+        ]
+        rows += [f"How do I cook dish {i} well?\tWhere is city number {i}?\t0" for i in range(60)]
+        source.write_text("question1\tquestion2\tis_duplicate\n" + "\n".join(rows) + "\n")
+        set_param(repo, "data", "source", "data/external/pairs.tsv")
+        dvc("repro", "prepare", cwd=repo, env=env)
+        assert json.loads((repo / "reports" / "data.json").read_text())["rows_read"] == 120
+        source.write_text(source.read_text() + "How do I swim fast?\tHow can I swim faster?\t1\n")
+        assert {"raw", "prepare"} <= changed_stages(repo, env)
+        out = dvc("repro", "prepare", cwd=repo, env=env)
+        assert "Running stage 'prepare'" in out
+        assert json.loads((repo / "reports" / "data.json").read_text())["rows_read"] == 121
+    finally:
+        source.unlink(missing_ok=True)
+        (repo / "params.yaml").write_text(original)
+        dvc("repro", "prepare", cwd=repo, env=env)
+
+
 def test_dvc_exp_run_and_metrics_show(repo):
     repo, env = repo
     run(["git", "add", "-A"], repo, env)
@@ -120,7 +147,12 @@ def test_dvc_exp_run_and_metrics_show(repo):
     shown = json.loads(dvc("exp", "show", "--json", cwd=repo, env=env))
     experiments = [exp for entry in shown for exp in (entry.get("experiments") or [])]
     assert experiments, "dvc exp run recorded no experiment"
-    assert "0.5" in json.dumps(experiments)
+    values = [
+        rev["data"]["params"]["params.yaml"]["data"]["logreg"]["C"]
+        for exp in experiments
+        for rev in exp["revs"]
+    ]
+    assert 0.5 in values, values
     metrics = dvc("metrics", "show", cwd=repo, env=env)
     assert all(f"metrics/{name}.json" in metrics for name in MODELS)
 

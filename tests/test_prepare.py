@@ -5,8 +5,10 @@ import pandas as pd
 import pytest
 from conftest import SHARED_TSV, needs_shared
 
-from pipeline import demo, prepare
+from pipeline import synthetic
 from pipeline.io import InputError
+from pipeline.raw_data import read_pairs
+from pipeline.stages import prepare, raw
 
 DATA = {
     "min_chars": 10,
@@ -84,7 +86,7 @@ def test_reads_tsv_with_quoted_newlines_crlf_and_bom(tmp_path):
         '1\t1\t2\t"How do I\nlearn Python?"\tWhat is the way to learn Python?\t1\r\n'
         "2\t3\t4\tIs NA a real question?\tnull\t0\r\n"
     ).encode()
-    pairs = prepare.read_pairs(write(tmp_path, "q.tsv", content))
+    pairs = read_pairs(write(tmp_path, "q.tsv", content))
     assert list(pairs.columns[:1]) == ["id"]
     assert pairs.loc[0, "question1"] == "How do I\nlearn Python?"
     assert (
@@ -101,7 +103,7 @@ def test_reads_kaggle_csv(tmp_path):
         b'"1","3","4","How can I increase the speed of my internet connection, '
         b'really?","",0\n'
     )
-    pairs = prepare.read_pairs(write(tmp_path, "train.csv", content))
+    pairs = read_pairs(write(tmp_path, "train.csv", content))
     assert len(pairs) == 2 and pd.isna(pairs.loc[1, "question2"])
 
 
@@ -113,18 +115,18 @@ def test_invalid_utf8_names_the_line_or_is_replaced_by_param(tmp_path):
     )
     path = write(tmp_path, "bad.tsv", content)
     with pytest.raises(InputError, match=r"bad\.tsv: line 3: invalid UTF-8 byte 0xff"):
-        prepare.read_pairs(path)
-    pairs = prepare.read_pairs(path, encoding_errors="replace")
+        read_pairs(path)
+    pairs = read_pairs(path, encoding_errors="replace")
     assert pairs.loc[1, "question1"] == "Bad \ufffd byte here?"
 
 
 def test_missing_columns_and_unknown_extension_are_clear_errors(tmp_path):
     with pytest.raises(InputError, match=r"missing column\(s\) is_duplicate; found q1"):
-        prepare.read_pairs(write(tmp_path, "a.csv", b"q1,question1,question2\nx,y,z\n"))
+        read_pairs(write(tmp_path, "a.csv", b"q1,question1,question2\nx,y,z\n"))
     with pytest.raises(InputError, match="unknown file extension '.xlsx'"):
-        prepare.read_pairs(write(tmp_path, "a.xlsx", b"x"))
+        read_pairs(write(tmp_path, "a.xlsx", b"x"))
     with pytest.raises(InputError, match="file not found"):
-        prepare.read_pairs(tmp_path / "none.tsv")
+        read_pairs(tmp_path / "none.tsv")
 
 
 def test_prepare_cli_reports_bad_input_without_traceback(tmp_path, params, capsys):
@@ -133,14 +135,15 @@ def test_prepare_cli_reports_bad_input_without_traceback(tmp_path, params, capsy
     params["data"]["source"] = str(write(tmp_path, "x.tsv", b"question1\tquestion2\n"))
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
+    raw.main(["--params", str(path)])  # the raw stage copies the file; prepare reads it
     with pytest.raises(SystemExit, match=r"prepare: error: .*x\.tsv: missing column"):
         prepare.main(["--params", str(path)])
 
 
 def test_demo_is_deterministic_balanced_and_not_exact_match():
-    a, b = demo.generate(3000, seed=1), demo.generate(3000, seed=1)
+    a, b = synthetic.generate(3000, seed=1), synthetic.generate(3000, seed=1)
     pd.testing.assert_frame_equal(a, b)
-    assert not a.equals(demo.generate(3000, seed=2))
+    assert not a.equals(synthetic.generate(3000, seed=2))
     assert a["is_duplicate"].mean() == pytest.approx(0.37, abs=0.005)
     assert (a["question1"].str.lower() == a["question2"].str.lower()).sum() == 0
     assert a["question1"].nunique() > 1000
@@ -157,7 +160,7 @@ def jaccard(q1, q2):
 
 
 def test_demo_word_overlap_alone_does_not_solve_it():
-    data = demo.generate(4000, seed=3)
+    data = synthetic.generate(4000, seed=3)
     overlap = jaccard(data["question1"], data["question2"])
     labels = data["is_duplicate"].to_numpy()
     best = max(((overlap >= t) == labels).mean() for t in np.linspace(0, 1, 101))
@@ -166,7 +169,7 @@ def test_demo_word_overlap_alone_does_not_solve_it():
 
 
 def test_random_split_is_stratified_and_deterministic():
-    data = demo.generate(3000, seed=0)
+    data = synthetic.generate(3000, seed=0)
     split = {"strategy": "random", "seed": 7, "train": 0.8, "val": 0.1, "test": 0.1}
     parts, _ = prepare.split_pairs(data, split)
     again, _ = prepare.split_pairs(data, split)
@@ -178,7 +181,7 @@ def test_random_split_is_stratified_and_deterministic():
 
 
 def test_question_disjoint_split_shares_no_question():
-    data = demo.generate(3000, seed=0)
+    data = synthetic.generate(3000, seed=0)
     split = {"strategy": "question_disjoint", "seed": 7, "train": 0.8, "val": 0.1, "test": 0.1}
     parts, info = prepare.split_pairs(data, split)
     texts = {
@@ -205,6 +208,7 @@ def test_question_disjoint_cuts_a_giant_component():
 
 
 def test_run_writes_splits_and_report(params):
+    raw.run(params)
     report = prepare.run(params)
     for split in ("train", "val", "test"):
         written = pd.read_parquet(f"{params['data']['processed_dir']}/{split}.parquet")
@@ -226,6 +230,8 @@ def test_run_writes_splits_and_report(params):
 @needs_shared
 def test_real_quora_subset_is_a_valid_source(params):
     params["data"]["source"] = str(SHARED_TSV)
+    manifest = raw.run(params)
+    assert manifest["source"] == str(SHARED_TSV) and manifest["kind"] == "file"
     report = prepare.run(params)
     assert report["rows_read"] == 28984
     assert report["rows_kept"] > 28000

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
-from pipeline import evaluate, score
+from pipeline import score
 from pipeline.bundle import Pairs
 from pipeline.score import load_bundle, score_file
+from pipeline.stages import evaluate
 
 PAIRS = pd.DataFrame(
     {
@@ -177,7 +178,9 @@ def test_whole_file_problems_exit_2_with_one_line(bundles, tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     args = ("--model", model, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv")
     result = cli(*args, "--batch-size", "0")
-    assert result.returncode == 2 and "--batch-size: must be 1 or more" in result.stderr
+    assert (
+        result.returncode == 2 and "--chunk-rows/--batch-size: must be 1 or more" in result.stderr
+    )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.csv").exists()
 
@@ -228,7 +231,7 @@ def test_same_pair_same_probability_through_evaluate_cli_and_api(
         source,
         "--output",
         tmp_path / "o.parquet",
-        "--batch-size",
+        "--chunk-rows",
         7,
     )
     assert result.returncode == 0, result.stderr
@@ -370,10 +373,10 @@ def test_chunks_end_at_the_row_or_the_distinct_question_bound():
 
 
 def test_models_with_big_question_rows_get_fewer_questions_per_chunk(bundles):
-    from pipeline.score import CHUNK_ROW_BYTES, questions_per_chunk
+    from pipeline.score import CHUNK_ENCODING_BYTES, questions_per_chunk
 
     esim, logreg = load_bundle(bundles["esim"]), load_bundle(bundles["logreg"])
     assert questions_per_chunk(logreg, 400_000) == 400_000  # sparse rows: no bound
-    floats = esim.question_row_floats
-    assert questions_per_chunk(esim, 10**9) == CHUNK_ROW_BYTES // (4 * floats)
+    floats = esim.encoding_floats
+    assert questions_per_chunk(esim, 10**9) == CHUNK_ENCODING_BYTES // (4 * floats)
     assert questions_per_chunk(esim, 5) == 5

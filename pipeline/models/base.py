@@ -2,7 +2,7 @@
 
 A kind says which per-question input it reads (`reads`), how it is fitted on the features
 stage's arrays, how it is saved in and loaded from a bundle, and how it scores: a
-per-question part run once per distinct question and a per-pair part run on the rows of a
+per-question part run once per distinct question and a per-pair part run on the encodings of a
 pair's two questions. A kind whose raw output is a distance (small = duplicate) gets a
 logistic calibration fitted on validation pairs, which turns it into a probability.
 """
@@ -24,9 +24,9 @@ log = logging.getLogger("train")
 class ScoringParts:
     """A loaded model as the scorer uses it.
 
-    per_question(inputs, batch_size) -> one row per question (None: the inputs are the
-    rows); per_pair(rows_a, rows_b) -> the model's raw output per pair, rows being anything
-    indexable by row numbers (an array, a sparse matrix, a table). `model` is the whole
+    per_question(inputs, batch_size) -> one encoding per question (None: the inputs are the
+    encodings); per_pair(enc_a, enc_b) -> the model's raw output per pair, the encodings being
+    anything indexable by question number (an array, a sparse matrix, a table). `model` is the whole
     trained Keras model (None for other kinds).
     """
 
@@ -177,7 +177,7 @@ class KerasKind(ModelKind):
 
         model.save(directory / self.model_file)
         per_question, _ = scoring_parts(model)
-        return {"question_row_floats": int(np.prod(per_question.output.shape[1:]))}
+        return {"encoding_floats": int(np.prod(per_question.output.shape[1:]))}
 
     def load(self, directory: Path) -> ScoringParts:
         import keras
@@ -189,9 +189,9 @@ class KerasKind(ModelKind):
             raise ValueError("model.keras has no encoder and head parts (retrain it)")
         per_question, per_pair = scoring_parts(model)
         # the first two batch shapes each trace a graph; after that one graph fits every size
-        for rows in (1, 2):
+        for n in (1, 2):
             shape, dtype = per_question.input.shape[1:], per_question.input.dtype
-            encoded = per_question.predict_on_batch(np.zeros((rows, *shape), dtype=dtype))
+            encoded = per_question.predict_on_batch(np.zeros((n, *shape), dtype=dtype))
             per_pair.predict_on_batch({"a": encoded, "b": encoded})
         return ScoringParts(
             model,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from pipeline.featurize import PAD_ID
 from pipeline.models.base import (
     KerasKind,
     check_choice,
@@ -20,6 +19,7 @@ from pipeline.models.base import (
     check_positive_ints,
 )
 from pipeline.models.layers import MaskedPooling, TokenMask, pair_classifier
+from pipeline.text_model import PAD_ID
 
 RNNS = {"gru": layers.GRU, "lstm": layers.LSTM}
 

@@ -36,13 +36,13 @@ MODEL_FILE = "ensemble.json"
 
 
 @dataclass
-class MemberRows:
+class MemberEncodings:
     """Each member's per-question rows for the same questions, indexable as one."""
 
     rows: tuple
 
-    def __getitem__(self, index) -> MemberRows:
-        return MemberRows(tuple(rows[index] for rows in self.rows))
+    def __getitem__(self, index) -> MemberEncodings:
+        return MemberEncodings(tuple(rows[index] for rows in self.rows))
 
 
 def bundle_hashes(directory: Path) -> dict[str, str]:
@@ -57,19 +57,19 @@ def bundle_hashes(directory: Path) -> dict[str, str]:
     return hashes
 
 
-def member_logits(members: list, rows_a: MemberRows, rows_b: MemberRows) -> np.ndarray:
+def member_logits(members: list, enc_a: MemberEncodings, enc_b: MemberEncodings) -> np.ndarray:
     """(pairs, members) logit of each member's probability, clipped away from 0 and 1."""
     columns = []
-    for bundle, a, b in zip(members, rows_a.rows, rows_b.rows, strict=True):
+    for bundle, a, b in zip(members, enc_a.rows, enc_b.rows, strict=True):
         raw = np.asarray(bundle.parts.per_pair(a, b)).ravel()
         p = np.clip(to_probability(raw, bundle.meta.get("calibration")), 1e-6, 1 - 1e-6)
         columns.append(np.log(p / (1 - p)))
     return np.column_stack(columns)
 
 
-def member_rows(members: list, questions, batch_size: int) -> MemberRows:
-    return MemberRows(
-        tuple(m.question_rows(m.model_inputs(questions), batch_size) for m in members)
+def member_encodings(members: list, questions, batch_size: int) -> MemberEncodings:
+    return MemberEncodings(
+        tuple(m.encode_questions(m.model_inputs(questions), batch_size) for m in members)
     )
 
 
@@ -122,7 +122,7 @@ class Ensemble(ModelKind):
         except BundleError as err:
             raise SystemExit(f"train: error: ensemble member: {err}") from None
         pairs = Pairs.from_columns(val["q1"], val["q2"], text_model.text.unicode_form)
-        rows = member_rows(members, pairs.questions, train_cfg["predict_batch"])
+        rows = member_encodings(members, pairs.questions, train_cfg["predict_batch"])
         x = member_logits(members, rows[pairs.first], rows[pairs.second])
         labels = np.asarray(val["label"])
         out_of_fold = out_of_fold_probabilities(
@@ -161,7 +161,7 @@ class Ensemble(ModelKind):
         return {
             "members": [member["name"] for member in model["members"]],
             # a chunk holds every member's rows of its questions
-            "question_row_floats": sum(meta.get("question_row_floats") or 0 for meta in metas),
+            "encoding_floats": sum(meta.get("encoding_floats") or 0 for meta in metas),
         }
 
     def load(self, directory: Path) -> ScoringParts:
@@ -181,12 +181,12 @@ class Ensemble(ModelKind):
             members.append(load_bundle(path))
         coef, intercept = np.asarray(spec["coef"], np.float64), float(spec["intercept"])
 
-        def per_pair(rows_a: MemberRows, rows_b: MemberRows) -> np.ndarray:
-            return sigmoid(member_logits(members, rows_a, rows_b) @ coef + intercept)
+        def per_pair(enc_a: MemberEncodings, enc_b: MemberEncodings) -> np.ndarray:
+            return sigmoid(member_logits(members, enc_a, enc_b) @ coef + intercept)
 
         return ScoringParts(
             None,
-            lambda questions, batch_size: member_rows(members, questions, batch_size),
+            lambda questions, batch_size: member_encodings(members, questions, batch_size),
             per_pair,
         )
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from pipeline.featurize import FIRST_WORD_ID, PAD_ID
 from pipeline.models.base import (
     KerasKind,
     check_choice,
@@ -31,13 +30,14 @@ from pipeline.models.birnn_cnn import RNNS
 from pipeline.models.layers import (
     ExactMatch,
     MaskedPooling,
-    QuestionRow,
+    QuestionEncoding,
     SoftAlignment,
-    SplitQuestionRow,
+    SplitQuestionEncoding,
     SymmetricPair,
     TokenMask,
     pair_model,
 )
+from pipeline.text_model import FIRST_WORD_ID, PAD_ID
 
 COMPARES = ("rnn", "dense")
 
@@ -71,14 +71,14 @@ def encoder(text_model, params: dict) -> keras.Model:
     x = layers.Dropout(params["dropout"], name="embedding_dropout")(x)
     x = layers.Dense(params["projection_units"], activation="relu", name="projection")(x)
     x = birnn(params, f"encode_bi{params['rnn']}")(x, mask=mask)
-    return keras.Model(ids, QuestionRow(name="question_row")([x, ids]), name="encoder")
+    return keras.Model(ids, QuestionEncoding(name="question_row")([x, ids]), name="encoder")
 
 
 def head(row_shape: tuple, params: dict) -> keras.Model:
     """Two questions' rows -> P(duplicate)."""
     a_row = keras.Input(shape=row_shape, name="a")
     b_row = keras.Input(shape=row_shape, name="b")
-    split = SplitQuestionRow(name="split_row")
+    split = SplitQuestionEncoding(name="split_row")
     (a, ids_a), (b, ids_b) = split(a_row), split(b_row)
     token_mask = TokenMask(PAD_ID + 1, name="token_mask")
     mask_a, mask_b = token_mask(ids_a), token_mask(ids_b)

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.featurize import TextModel
 from pipeline.io import load_npz, save_npz
 from pipeline.models.base import (
     Fitted,
@@ -33,6 +32,7 @@ from pipeline.pair_features import (
     pair_features,
     unit_word_vectors,
 )
+from pipeline.text_model import TextModel
 
 CHARS_FILE = "gbdt_chars.npz"
 

@@ -125,7 +125,7 @@ class ExactMatch(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class QuestionRow(keras.layers.Layer):
+class QuestionEncoding(keras.layers.Layer):
     """[encoded tokens (batch, len, width), ids (batch, len)] -> (batch, len, width + 1), the
     ids in the last channel, so a pair's part can mask and match tokens from the rows alone.
     Always float32: ids are exact in float32 up to 2^24."""
@@ -144,8 +144,8 @@ class QuestionRow(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SplitQuestionRow(keras.layers.Layer):
-    """QuestionRow's inverse: row -> [encoded tokens, int32 ids]."""
+class SplitQuestionEncoding(keras.layers.Layer):
+    """QuestionEncoding's inverse: row -> [encoded tokens, int32 ids]."""
 
     def call(self, row):
         return [row[..., :-1], ops.cast(ops.round(row[..., -1]), "int32")]

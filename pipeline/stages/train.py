@@ -12,11 +12,11 @@ import logging
 from pathlib import Path
 
 from pipeline.bundle import same_text_is_duplicate, save_bundle
-from pipeline.featurize import TextModel, load_pairs
+from pipeline.config import model_stage_main
 from pipeline.metrics import choose_threshold, classification_metrics
 from pipeline.models import get_kind
 from pipeline.models.base import fit_calibration, to_probability
-from pipeline.params import model_stage_main
+from pipeline.text_model import TextModel, load_pairs
 
 log = logging.getLogger("train")
 

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline.bundle import load_bundle
+from pipeline.config import model_stage_main
 from pipeline.io import write_json
 from pipeline.metrics import blog_precision, classification_metrics
 from pipeline.models import get_kind
-from pipeline.params import model_stage_main
 
 log = logging.getLogger("evaluate")
 PLOTS = ("roc", "precision_recall", "confusion_matrix", "calibration")
@@ -30,7 +30,9 @@ def run(params: dict, name: str) -> dict:
     test_path = Path(params["data"]["processed_dir"]) / "test.parquet"
     test = pd.read_parquet(test_path)
     labels = test["is_duplicate"].to_numpy(np.int64)
-    raw, probs = bundle.score(test["question1"], test["question2"])
+    raw, probs = bundle.score(
+        test["question1"], test["question2"], params["train"]["predict_batch"]
+    )
     log.info("scored %d test pairs from %s with %s", len(test), test_path, bundle.directory)
 
     metrics = classification_metrics(labels, probs, bundle.threshold)

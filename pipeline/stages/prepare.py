@@ -1,7 +1,8 @@
-"""Stage `prepare`: load question pairs (Quora release, a local file, or demo), clean, split.
+"""Stage `prepare`: clean the raw question pairs and split them into train, val and test.
 
-Reads params `data`, `split`, `demo`; writes data/processed/{train,val,test}.parquet and
-reports/data.json (every dropped row counted by reason, class balance and lengths per split).
+Reads data/raw/ (the `raw` stage's file and manifest) and params `data`, `split`,
+`text.unicode_form`; writes data/processed/{train,val,test}.parquet and reports/data.json
+(every dropped row counted by reason, class balance and lengths per split).
 """
 
 from __future__ import annotations
@@ -16,89 +17,29 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import train_test_split
 
-from pipeline import demo
-from pipeline.download import DownloadError, download, sha256_of
-from pipeline.io import InputError, first_bad_utf8_line, table_format, write_json, write_parquet
-from pipeline.params import load_params, setup_logging, stage_parser
+from pipeline.config import load_params, setup_logging, stage_parser
+from pipeline.io import InputError, write_json, write_parquet
+from pipeline.raw_data import read_manifest, read_pairs
 from pipeline.text import normalize, tokenize
 
 log = logging.getLogger("prepare")
-REQUIRED = ["question1", "question2", "is_duplicate"]
 SPLITS = ("train", "val", "test")
 
 
-def read_pairs(path: str | Path, encoding_errors: str = "strict") -> pd.DataFrame:
-    """Read a .tsv/.csv/.parquet/.jsonl of pairs as strings, keeping quoted newlines.
-
-    Only empty fields count as missing (a question reading "NA" or "null" is text).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    fmt = table_format(path)
-    try:
-        if fmt == "parquet":
-            frame = pd.read_parquet(path)
-        elif fmt == "jsonl":
-            frame = pd.read_json(path, lines=True, dtype=False, encoding_errors=encoding_errors)
-        else:
-            frame = pd.read_csv(
-                path,
-                sep="\t" if fmt == "tsv" else ",",
-                dtype=str,
-                keep_default_na=False,
-                na_values=[""],
-                encoding="utf-8-sig",
-                encoding_errors=encoding_errors,
-            )
-    except UnicodeDecodeError:
-        line, reason = first_bad_utf8_line(path)
+def load_raw(data: dict) -> tuple[pd.DataFrame, dict]:
+    """The raw stage's pairs, and facts about where they came from."""
+    raw_dir = Path(data["raw_dir"])
+    manifest = read_manifest(raw_dir)
+    path = raw_dir / manifest["file"]
+    frame = read_pairs(path, data["encoding_errors"])
+    expected = data.get("expected_rows")
+    if manifest["kind"] == "quora" and expected and len(frame) != expected:
         raise InputError(
-            f"{path}: line {line}: {reason}; fix the file or set data.encoding_errors: replace"
-        ) from None
-    except (pd.errors.ParserError, ValueError) as err:
-        raise InputError(f"{path}: cannot parse as {fmt}: {err}") from None
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        raise InputError(
-            f"{path}: missing column(s) {', '.join(missing)}; "
-            f"found {', '.join(map(str, frame.columns))}"
+            f"{path}: expected {expected} rows of the official release, read {len(frame)}; "
+            "the download is truncated or not the release"
         )
-    return frame
-
-
-def load_source(data: dict, demo_params: dict) -> tuple[pd.DataFrame, dict]:
-    """The raw pairs named by data.source, and facts about where they came from."""
-    source = str(data["source"])
-    if source == "demo":
-        frame = demo.generate(**demo_params)
-        return frame, {"source": "demo (synthetic)", "rows_read": len(frame)}
-    if source == "quora":
-        raw = Path(data["raw_path"])
-        if raw.exists():
-            log.info("using existing copy %s", raw)
-            digest = sha256_of(raw)
-        else:
-            digest = download(data["url"], raw, data.get("sha256"))
-        if data.get("sha256") and digest != data["sha256"]:
-            raise DownloadError(
-                f"{raw}: sha256 {digest} does not match data.sha256 {data['sha256']}; "
-                "delete it to download again"
-            )
-        path = raw
-        frame = read_pairs(path, data.get("encoding_errors", "strict"))
-        expected = data.get("expected_rows")
-        if expected and len(frame) != expected:
-            raise InputError(
-                f"{raw}: expected {expected} rows of the official release, read {len(frame)}; "
-                "the copy is truncated or not the release (delete it to download again)"
-            )
-        return frame, {"source": str(path), "sha256": digest, "rows_read": len(frame)}
-    else:
-        path = Path(source)
-        digest = sha256_of(path) if path.exists() else None
-    frame = read_pairs(path, data.get("encoding_errors", "strict"))
-    return frame, {"source": str(path), "sha256": digest, "rows_read": len(frame)}
+    info = {"source": manifest["source"], "sha256": manifest["sha256"], "rows_read": len(frame)}
+    return frame, info
 
 
 def parse_labels(frame: pd.DataFrame, policy: str, source: str) -> tuple[pd.Series, pd.Series]:
@@ -256,7 +197,7 @@ def describe(part: pd.DataFrame) -> dict:
 
 def run(params: dict) -> dict:
     data, split = params["data"], params["split"]
-    raw, source_info = load_source(data, params.get("demo", {}))
+    raw, source_info = load_raw(data)
     log.info("read %d rows from %s", len(raw), source_info["source"])
     cleaning = {**data, "unicode_form": params["text"]["unicode_form"]}
     cleaned, dropped = clean(raw, cleaning, source_info["source"])
@@ -282,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     try:
         run(load_params(args.params))
-    except (InputError, DownloadError, ValueError) as err:
+    except (InputError, ValueError) as err:
         raise SystemExit(f"prepare: error: {err}") from None
 
 

@@ -40,7 +40,7 @@ class TextModel:
     vectors: np.ndarray  # (V, dim) float32, zero rows for words without a vector
     weighting: str = "tfidf"
     sublinear_tf: bool = False
-    max_len: int = 40
+    max_len: int = field(kw_only=True)  # token ids per question: features.max_len
     _vocab_array: pa.Array = field(init=False, repr=False)
 
     def __post_init__(self):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from pipeline.config import load_params, setup_logging, stage_parser
 from pipeline.io import atomic_path, read_json
 from pipeline.metrics import METRIC_KEYS
-from pipeline.params import load_params, setup_logging, stage_parser
 
 log = logging.getLogger("report")
 COLUMNS = [*METRIC_KEYS, "train_seconds", "device"]

@@ -1,9 +1,10 @@
 """Stage `features`: TF-IDF (fitted on train), TF-IDF-weighted question embeddings, token ids.
 
-Reads params `text`, `features`, the processed splits and the word vectors; writes, under
-data/features/: the fitted text model (vocabulary, idf, aligned vectors: JSON + NPZ), and per
-split `<split>.npz` (embeddings, token ids, labels) and `<split>_tfidf.npz` (sparse TF-IDF rows);
-plus reports/features.json.
+Reads params `text`, `features`, the train and val splits and the word vectors; writes, under
+data/features/: the fitted text model (vocabulary, idf, aligned vectors: JSON + NPZ), and for
+train and val `<split>.npz` (embeddings, token ids, labels) and `<split>_tfidf.npz` (sparse
+TF-IDF rows); plus reports/features.json. The test split is not featurized here: `evaluate`
+scores its raw text through the bundle, as the scorer does.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from pipeline.featurize import TextModel, save_tfidf
+from pipeline.config import load_params, setup_logging, stage_parser
 from pipeline.io import save_npz, write_json
-from pipeline.params import load_params, setup_logging, stage_parser
 from pipeline.text import TextConfig
-from pipeline.vectors import load_vectors
+from pipeline.text_model import TextModel, save_tfidf
+from pipeline.word_vectors import load_vectors
 
 log = logging.getLogger("features")
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val")  # what training reads
 
 
 def featurize_split(model: TextModel, frame: pd.DataFrame) -> tuple[dict, dict, dict]:

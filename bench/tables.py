@@ -1,0 +1,280 @@
+"""Write docs/benchmarks.md and the README's results table from reports/bench/*.json.
+
+Every figure in those documents comes from the benchmark files, so the text cannot drift from
+what was measured: re-run a benchmark, then `make docs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+from accuracy import markdown, summarize
+from common import ROOT
+
+BENCH = ROOT / "reports" / "bench"
+README_BLOCK = re.compile(r"(<!-- results:start.*?-->\n).*?(<!-- results:end -->)", flags=re.DOTALL)
+POST = {  # the 2017 post's figures for its models (full release, its own metric)
+    "siamese": ("Siamese MLP: own gensim / spaCy / spaCy + TF-IDF vectors", "0.69 / 0.72 / 0.79"),
+    "residual": ('"FC last layer"', "0.84"),
+    "birnn_cnn": ("BiRNN + 1D-conv", "0.91"),
+}
+
+
+def load(name: str) -> dict | None:
+    path = BENCH / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def measured_on(report: dict) -> str:
+    return f"{report.get('date', 'date unknown')}, {report.get('machine', 'machine unknown')}"
+
+
+def _rows(summary: list[dict], split: str, vectors: str) -> dict[str, dict]:
+    return {r["model"]: r for r in summary if r["split"] == split and r["vectors"] == vectors}
+
+
+def accuracy_section(report: dict) -> list[str]:
+    summary = summarize(report["runs"])
+    pairs = report["runs"][0]["pairs"]
+    seeds = sorted({run["seed"] for run in report["runs"]})
+    lines = [
+        "## Accuracy on real pairs",
+        "",
+        f"`bench/accuracy.py` runs every stage (as `dvc repro` does) on the real Quora subset "
+        f"`{report['data']}` with default params: {pairs['train']:,} / {pairs['val']:,} / "
+        f"{pairs['test']:,} train / val / test pairs, a random split or a question-disjoint one "
+        f"(no question in two splits), own GloVe vectors (trained on the train split) or spaCy's "
+        f"`en_core_web_md`. Training seeds {', '.join(map(str, seeds))} where a row says more "
+        "than one seed (mean ± standard deviation; the split stays the same; `logreg` is "
+        "deterministic and runs once). Test split, threshold chosen on validation. "
+        f"Measured {measured_on(report)}.",
+        "",
+        markdown(summary),
+        "",
+        "s/epoch is seconds per epoch for the Keras models, per boosting round for `gbdt` and "
+        "the whole stacker fit (members' validation scoring included) for `ensemble`; runs that "
+        "shared the cores with other work are slower, hence its spread.",
+        "",
+    ]
+    random_glove = _rows(summary, "random", "glove")
+    if random_glove:
+        best = max(random_glove.values(), key=lambda r: r["accuracy"])
+        lines += [
+            f"Best on the random split with own GloVe vectors: `{best['model']}`, "
+            f"{best['accuracy']:.3f} accuracy / {best['roc_auc']:.3f} ROC-AUC. "
+            f"{pairs['test']:,} test pairs leave about "
+            f"±{100 * (0.25 / pairs['test']) ** 0.5 * 1.96:.1f} points of sampling noise "
+            "(95%) on accuracy on top of the seed spread.",
+            "",
+            "### Against the 2017 post",
+            "",
+            "The post's figures come from the full release (about 15 times more training pairs, "
+            "37% duplicates), with no validation split and no seed, and its Siamese figure is "
+            "`labels[dist < 0.5].mean()`, a precision. Ours: accuracy and ROC-AUC on held-out "
+            "test pairs (random split, own GloVe, mean over seeds).",
+            "",
+            "| model | accuracy | ROC-AUC | the post's model | the post's figure |",
+            "|---|---:|---:|---|---|",
+        ]
+        for name, row in random_glove.items():
+            post_model, post_figure = POST.get(name, ("-", "-"))
+            lines.append(
+                f"| `{name}` | {row['accuracy']:.3f} | {row['roc_auc']:.3f} | {post_model} "
+                f"| {post_figure} |"
+            )
+        lines.append("")
+    return lines
+
+
+def train_speed_section(cpu: dict | None, gpu: dict | None) -> list[str]:
+    lines = [
+        "## Training speed",
+        "",
+        "`bench/train_speed.py` builds each Keras model with its default params and fits "
+        "random inputs of the real shapes (epoch time depends on shapes, not values); the "
+        "first epoch (tracing, compilation) is timed apart and the median of the next two "
+        "is shown.",
+        "",
+        "| device | backend | model | batch | pairs | s/epoch | pairs/s | first epoch (s) |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    sources = []
+    for name, report in (("train_speed_cpu.json", cpu), ("train_speed_h100_jax.json", gpu)):
+        if report is None:
+            continue
+        sources.append(f"`{name}`: {measured_on(report)}")
+        for run in report["runs"]:
+            lines.append(
+                f"| {report['device']} | {report['backend']} | `{run['model']}` | "
+                f"{run['batch_size']} | {run['pairs']:,} | {run['seconds_per_epoch']} | "
+                f"{run['pairs_per_s']:,} | {run['first_epoch_s']} |"
+            )
+    lines += [
+        "",
+        "Measured: " + "; ".join(sources) + ". The GPU machine had JAX, not TensorFlow, so the "
+        "GPU rows use Keras 3's JAX backend; the pipeline's own TensorFlow GPU path "
+        '(`pip install -e ".[gpu]"`) has not been timed.',
+        "",
+    ]
+    return lines
+
+
+def embeddings_section(report: dict) -> list[str]:
+    return [
+        "## Question embeddings",
+        "",
+        f"`bench/embeddings.py`: {report['questions']:,} questions (the subset repeated), "
+        "300-d vectors, TF-IDF-weighted means; every method gives the same vectors "
+        f"(checked: {report['same_vectors']}); best of {report['repeats']} runs. The 2017 loop "
+        "is the original code as written; the tight loop keeps one running sum per question. "
+        f"Measured {measured_on(report)}.",
+        "",
+        "| method | questions/s |",
+        "|---|---:|",
+        f"| 2017 loop (timed on {report['loop_questions_timed']:,} questions) "
+        f"| {report['loop_qps']:,} |",
+        f"| tight loop (timed on {report['loop_questions_timed']:,} questions) "
+        f"| {report['tight_loop_qps']:,} |",
+        f"| pipeline: one sparse TF-IDF x vectors product per row block "
+        f"| {report['vectorized_qps']:,} |",
+        "",
+        f"Speed-up over the 2017 loop: x{report['speedup']}; over the tight loop: "
+        f"x{report['speedup_vs_tight_loop']}. The whole featurization of "
+        f"{report['questions']:,} questions (normalize, tokenize, fit vocabulary and idf, "
+        f"embed) took {report['stage_seconds_800k']} s.",
+        "",
+    ]
+
+
+def pair_features_section(report: dict) -> list[str]:
+    top = list(report["importance_gain"].items())[:10]
+    return [
+        "## Pair features (`gbdt`)",
+        "",
+        f"`bench/pair_features.py` on the subset's {report['pairs']:,} pairs "
+        f"({report['distinct_questions']:,} distinct questions). "
+        f"Measured {measured_on(report)}.",
+        "",
+        "| part | rate |",
+        "|---|---:|",
+        f"| per question (tokens, TF-IDF rows, hashed char n-grams, embeddings) "
+        f"| {report['questions_per_s']:,} questions/s |",
+        f"| per pair (features and LightGBM's prediction) "
+        f"| {report['pair_part_pairs_per_s']:,} pairs/s |",
+        f"| both | {report['pairs_per_s']:,} pairs/s |",
+        "",
+        "Most important features by gain: "
+        + ", ".join(f"`{name}` ({gain:,.0f})" for name, gain in top)
+        + ".",
+        "",
+    ]
+
+
+def scoring_section(report: dict) -> list[str]:
+    lines = [
+        "## Batch scoring",
+        "",
+        "`bench/scoring.py`: random pairs of the subset's questions, CSV in and out, "
+        "`python -m pipeline.score` as a child process with its defaults, bundles from "
+        "`bench/accuracy.py`. The pairs draw on the subset's distinct questions, so questions "
+        "recur as in real traffic; the all-new file's questions are all distinct, the worst "
+        "case for a scorer that encodes each distinct question once. "
+        f"Measured {measured_on(report)}. {report['note']}.",
+        "",
+        "| model | size | pairs/s (whole process) | peak RSS (MB) |",
+        "|---|---|---:|---:|",
+    ]
+    notes = []
+    for model, figures in report["models"].items():
+        for size, run in figures.items():
+            if not isinstance(run, dict):
+                continue
+            label = (
+                f"{int(size.split('_')[-1]):,} all new"
+                if size.startswith("all_new")
+                else f"{int(size):,}"
+            )
+            lines.append(
+                f"| `{model}` | {label} | {run['pairs_per_s']:,} | {run['peak_rss_mb']:,} |"
+            )
+        if figures.get("note"):
+            notes.append(f"`{model}`: {figures['note']}")
+    lines += ["", *(f"- {note}" for note in notes), ""]
+    return lines
+
+
+def benchmarks_md() -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `make docs` (`bench/tables.py`) from `reports/bench/*.json`; do not edit "
+        "by hand. Each section names the script that measured it, when, and on what machine. "
+        "Benchmarks are scripts that print and save figures; no test asserts a timing.",
+        "",
+    ]
+    if (report := load("accuracy.json")) is not None:
+        lines += accuracy_section(report)
+    lines += train_speed_section(load("train_speed_cpu.json"), load("train_speed_h100_jax.json"))
+    if (report := load("scoring.json")) is not None:
+        lines += scoring_section(report)
+    if (report := load("pair_features.json")) is not None:
+        lines += pair_features_section(report)
+    if (report := load("embeddings.json")) is not None:
+        lines += embeddings_section(report)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def readme_results() -> str:
+    """The README's short table: mean test accuracy and ROC-AUC of each model."""
+    report = load("accuracy.json")
+    summary = summarize(report["runs"])
+    cases = [("random", "glove"), ("question_disjoint", "glove"), ("random", "spacy_md")]
+    models = list(dict.fromkeys(r["model"] for r in summary))
+    header = ["model", *(f"{split.replace('_', '-')}, {vectors}" for split, vectors in cases)]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|---" + "|---:" * len(cases) + "|",
+    ]
+    for model in models:
+        cells = []
+        for split, vectors in cases:
+            row = _rows(summary, split, vectors).get(model)
+            cells.append(f"{row['accuracy']:.3f} / {row['roc_auc']:.3f}" if row else "-")
+        lines.append(f"| `{model}` | " + " | ".join(cells) + " |")
+    return (
+        "\n".join(lines)
+        + f"\n\nTest accuracy / ROC-AUC on the real subset, mean over seeds; measured "
+        f"{measured_on(report)}.\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the files are stale")
+    args = parser.parse_args()
+    docs = ROOT / "docs" / "benchmarks.md"
+    readme = ROOT / "README.md"
+    new_docs = benchmarks_md()
+    text = readme.read_text()
+    if not README_BLOCK.search(text):
+        raise SystemExit("bench/tables.py: README.md has no <!-- results:start --> block")
+    new_readme = README_BLOCK.sub(lambda m: m.group(1) + readme_results() + m.group(2), text)
+    if args.check:
+        stale = [
+            p.name
+            for p, new in ((docs, new_docs), (readme, new_readme))
+            if not p.exists() or p.read_text() != new
+        ]
+        if stale:
+            raise SystemExit(f"bench/tables.py: stale {', '.join(stale)}; run make docs")
+        return
+    docs.parent.mkdir(exist_ok=True)
+    docs.write_text(new_docs)
+    readme.write_text(new_readme)
+    print(f"wrote {docs.relative_to(ROOT)} and the results table in README.md")
+
+
+if __name__ == "__main__":
+    main()
