@@ -25,17 +25,14 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from pipeline import __version__
-from pipeline.io import read_json, write_json
+from pipeline.errors import BundleError
+from pipeline.io import file_hashes, read_json, sha256_of, write_json
 from pipeline.models import get_kind, kind_names
 from pipeline.models.base import ModelKind, ScoringParts, in_batches, to_probability
 from pipeline.text import normalize, to_arrow
-from pipeline.text_model import TextModel
+from pipeline.text_model import READS, TextModel
 
-FORMAT_VERSION = 2  # 2: Keras models are encoder + head parts
-
-
-class BundleError(Exception):
-    """A bundle that cannot be loaded: the message says what is missing or incompatible."""
+FORMAT_VERSION = 3  # 2: Keras models are encoder + head parts; 3: sha256 of every file
 
 
 @dataclass
@@ -138,6 +135,7 @@ class Bundle:
 
         Every question must be text that is not empty after normalization.
         """
+        _check_pair_lists(q1s, q2s)
         pairs = Pairs.from_columns(q1s, q2s, self.text_model.text.unicode_form)
         if not pairs.valid.all():
             row = int(np.flatnonzero(~pairs.valid)[0])
@@ -177,6 +175,20 @@ class Bundle:
         return same_text_is_duplicate(probability, first == second)
 
 
+def _check_pair_lists(q1s, q2s) -> None:
+    """Two sequences of questions of the same length; a ValueError says what is wrong."""
+    for name, questions in (("q1s", q1s), ("q2s", q2s)):
+        if isinstance(questions, str | bytes) or not hasattr(questions, "__len__"):
+            raise ValueError(
+                f"{name} must be a sequence of questions (a list, array or Series), "
+                f"got {type(questions).__name__}"
+            )
+    if len(q1s) != len(q2s):
+        raise ValueError(
+            f"q1s has {len(q1s)} questions and q2s {len(q2s)}: pair i is (q1s[i], q2s[i])"
+        )
+
+
 def save_bundle(
     directory: str | Path, meta: dict, text_model: TextModel, kind: ModelKind, model
 ) -> None:
@@ -187,6 +199,7 @@ def save_bundle(
     try:
         text_model.save(staging)
         facts = kind.save(model, staging)
+        files = file_hashes(staging)
         import keras
 
         write_json(
@@ -196,6 +209,7 @@ def save_bundle(
                 **facts,
                 "reads": kind.reads,
                 "model_file": kind.model_file,
+                "files": files,
                 "format_version": FORMAT_VERSION,
                 "dupq_version": __version__,
                 "keras_version": keras.__version__,
@@ -226,25 +240,21 @@ def load_bundle(directory: str | Path, wait: bool = True) -> Bundle:
         raise BundleError(f"{directory}: not a model bundle (bundle.json is missing)")
     try:
         meta = read_json(meta_path)
-    except ValueError as err:
+    except (ValueError, UnicodeDecodeError) as err:
         raise BundleError(f"{meta_path}: unreadable ({err})") from None
+    if not isinstance(meta, dict):
+        raise BundleError(f"{meta_path}: not a JSON object (retrain the model)")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise BundleError(
             f"{directory}: bundle format {version} made by dupq {meta.get('dupq_version', '?')}; "
             f"this dupq {__version__} reads format {FORMAT_VERSION} (retrain the model)"
         )
-    if meta.get("kind") not in kind_names():
-        raise BundleError(f"{directory}: unknown model kind {meta.get('kind')!r}")
-    # what the kind reads and writes is recorded at save: its module (which may import
-    # TensorFlow) is imported on the loading thread
-    lacking = [key for key in ("reads", "model_file") if not isinstance(meta.get(key), str)]
-    if lacking:
-        raise BundleError(f"{meta_path}: no {' or '.join(lacking)} (retrain the model)")
-    needed = ["text_model.json", "text_model.npz", meta["model_file"]]
-    missing = [name for name in needed if not (directory / name).is_file()]
-    if missing:
-        raise BundleError(f"{directory}: incomplete bundle, missing {', '.join(missing)}")
+    problem = _meta_problem(meta)
+    if problem:
+        raise BundleError(f"{meta_path}: {problem} (retrain the model)")
+    _check_files(directory, meta)
+    # the kind's module (which may import TensorFlow) is imported on the loading thread
     with _bundle_errors(directory):
         text_model = TextModel.load(directory)
     loader = ThreadPoolExecutor(1, thread_name_prefix="load-model")
@@ -254,6 +264,54 @@ def load_bundle(directory: str | Path, wait: bool = True) -> Bundle:
     if wait:
         bundle.wait_until_loaded()
     return bundle
+
+
+def _finite(value, low: float = -np.inf, high: float = np.inf) -> bool:
+    number = not isinstance(value, bool) and isinstance(value, int | float)
+    return number and bool(np.isfinite(value)) and low <= value <= high
+
+
+def _meta_problem(meta: dict) -> str | None:
+    """What is wrong with a bundle.json's fields, or None (its schema, checked by hand)."""
+    if meta.get("kind") not in kind_names():
+        return f"unknown model kind {meta.get('kind')!r}"
+    if meta.get("reads") not in READS:
+        return f"reads: {meta.get('reads')!r} is not one of {', '.join(READS)}"
+    if not isinstance(meta.get("model_file"), str) or not isinstance(meta.get("name"), str):
+        return "model_file and name must be strings"
+    if not _finite(meta.get("threshold"), 0.0, 1.0):
+        return f"threshold: {meta.get('threshold')!r} is not a number in [0, 1]"
+    calibration = meta.get("calibration")
+    if calibration is not None and not (
+        isinstance(calibration, dict)
+        and set(calibration) == {"coef", "intercept"}
+        and all(_finite(v) for v in calibration.values())
+    ):
+        return f"calibration: {calibration!r} is not null or {{coef, intercept}} numbers"
+    files = meta.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(name, str) and isinstance(digest, str) and len(digest) == 64
+        for name, digest in files.items()
+    ):
+        return "files: not a mapping of file names to sha256 digests"
+    needed = {"text_model.json", "text_model.npz", meta["model_file"]}
+    if not needed <= set(files):
+        return f"files: lacks {', '.join(sorted(needed - set(files)))}"
+    return None
+
+
+def _check_files(directory: Path, meta: dict) -> None:
+    """Every file recorded at save is there, with the same sha256."""
+    files = meta["files"]
+    missing = [name for name in files if not (directory / name).is_file()]
+    if missing:
+        raise BundleError(f"{directory}: incomplete bundle, missing {', '.join(missing)}")
+    for name, digest in files.items():
+        if sha256_of(directory / name) != digest:
+            raise BundleError(
+                f"{directory}: bundle corrupted: {name} (its sha256 differs from the one "
+                "recorded when the bundle was saved; retrain or restore it)"
+            )
 
 
 def _load_parts(meta: dict, directory: Path) -> ScoringParts:

@@ -14,22 +14,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pipeline.errors import DownloadError
 from pipeline.io import atomic_path
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
-
-
-class DownloadError(Exception):
-    """The download failed; the message says how to get the file by hand or run offline."""
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _manual_hint(url: str, dest: Path) -> str:

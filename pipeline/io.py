@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import glob
+import hashlib
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,11 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.errors import InputError
+
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl"}
-
-
-class InputError(Exception):
-    """A problem with a file the user gave: the message names the file and what is wrong."""
 
 
 def table_format(path: str | Path, explicit: str | None = None) -> str:
@@ -37,15 +38,22 @@ def table_format(path: str | Path, explicit: str | None = None) -> str:
     return FORMATS[suffix]
 
 
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{socket.gethostname()}."
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds.
 
-    A failed or interrupted write leaves no partial file and keeps any existing `path`.
+    A failed or interrupted write leaves no partial file and keeps any existing `path`. The
+    temporary file's name holds the host and process id, so that a run killed outright
+    (SIGKILL) leaves a file that `remove_stale_temps` can prove dead.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix = f"{_temp_prefix(path)}{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -57,6 +65,48 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_hashes(directory: str | Path) -> dict[str, str]:
+    """sha256 of every file under `directory`, by relative path."""
+    directory = Path(directory)
+    return {
+        path.relative_to(directory).as_posix(): sha256_of(path)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Remove temporary files of earlier writes to `path` whose process on this host is gone;
+    returns what was removed. A live process's file (or another host's) is never touched."""
+    path = Path(path)
+    prefix = _temp_prefix(path)
+    removed = []
+    for candidate in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = candidate.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _json_default(value: Any) -> Any:

@@ -14,16 +14,17 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import synthetic
-from pipeline.download import download, sha256_of
+from pipeline.download import download
 from pipeline.io import (
     InputError,
     atomic_path,
-    first_bad_utf8_line,
     read_json,
+    sha256_of,
     table_format,
     write_json,
     write_parquet,
 )
+from pipeline.tables import check_utf8, open_table
 
 log = logging.getLogger("raw_data")
 MANIFEST = "source.json"
@@ -39,19 +40,19 @@ def fetch(data: dict, demo_params: dict, raw_dir: str | Path) -> dict:
     if source == "demo":
         path = raw_dir / "demo_pairs.parquet"
         write_parquet(path, synthetic.generate(**demo_params))
-        origin = "demo (synthetic)"
+        origin, replaced = "demo (synthetic)", 0
     elif source == "quora":
         path = raw_dir / RELEASE_FILE
-        download(data["url"], path, data.get("sha256"))
+        download(data["url"], path, data["sha256"])
         origin = data["url"]
+        replaced = as_utf8(path, path, data["encoding_errors"])
     else:
         given = Path(source)
         if not given.is_file():
             raise InputError(f"data.source {source}: file not found (or not a file)")
         table_format(given)  # an unknown extension fails here, before copying
         path = raw_dir / given.name
-        with atomic_path(path) as tmp:
-            shutil.copyfile(given, tmp)
+        replaced = as_utf8(given, path, data["encoding_errors"])
         origin = str(given)
     manifest = {
         "source": origin,
@@ -59,10 +60,42 @@ def fetch(data: dict, demo_params: dict, raw_dir: str | Path) -> dict:
         "file": path.name,
         "sha256": sha256_of(path),
         "bytes": path.stat().st_size,
+        "lines_with_invalid_utf8_replaced": replaced,
     }
     write_json(raw_dir / MANIFEST, manifest)
     log.info("wrote %s (%d bytes from %s) and %s", path, manifest["bytes"], origin, MANIFEST)
     return manifest
+
+
+def as_utf8(source: Path, dest: Path, errors: str) -> int:
+    """Copy `source` to `dest` (they may be the same file), checking that a text file is
+    UTF-8: invalid bytes are an error naming the line, or with `errors="replace"` become
+    U+FFFD. Returns how many lines had invalid bytes."""
+    try:
+        if table_format(source) != "parquet":
+            check_utf8(source)
+    except InputError as err:
+        if errors != "replace":
+            raise InputError(f"{err}, or set data.encoding_errors: replace") from None
+        return _replace_invalid_utf8(source, dest)
+    if source != dest:
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(source, tmp)
+    return 0
+
+
+def _replace_invalid_utf8(source: Path, dest: Path) -> int:
+    bad_lines = 0
+    with atomic_path(dest) as tmp, open(source, "rb") as raw:
+        with open(tmp, "w", encoding="utf-8", newline="") as out:
+            for line in raw:  # only a file with invalid bytes comes this way
+                try:
+                    out.write(line.decode("utf-8"))
+                except UnicodeDecodeError:
+                    bad_lines += 1
+                    out.write(line.decode("utf-8", errors="replace"))
+    log.warning("%s: replaced invalid UTF-8 on %d line(s)", source, bad_lines)
+    return bad_lines
 
 
 def read_manifest(raw_dir: str | Path) -> dict:
@@ -72,41 +105,7 @@ def read_manifest(raw_dir: str | Path) -> dict:
     return read_json(path)
 
 
-def read_pairs(path: str | Path, encoding_errors: str = "strict") -> pd.DataFrame:
-    """Read a .tsv/.csv/.parquet/.jsonl of pairs as strings, keeping quoted newlines.
-
-    Only empty fields count as missing (a question reading "NA" or "null" is text).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    fmt = table_format(path)
-    try:
-        if fmt == "parquet":
-            frame = pd.read_parquet(path)
-        elif fmt == "jsonl":
-            frame = pd.read_json(path, lines=True, dtype=False, encoding_errors=encoding_errors)
-        else:
-            frame = pd.read_csv(
-                path,
-                sep="\t" if fmt == "tsv" else ",",
-                dtype=str,
-                keep_default_na=False,
-                na_values=[""],
-                encoding="utf-8-sig",
-                encoding_errors=encoding_errors,
-            )
-    except UnicodeDecodeError:
-        line, reason = first_bad_utf8_line(path)
-        raise InputError(
-            f"{path}: line {line}: {reason}; fix the file or set data.encoding_errors: replace"
-        ) from None
-    except (pd.errors.ParserError, ValueError) as err:
-        raise InputError(f"{path}: cannot parse as {fmt}: {err}") from None
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        raise InputError(
-            f"{path}: missing column(s) {', '.join(missing)}; "
-            f"found {', '.join(map(str, frame.columns))}"
-        )
-    return frame
+def read_pairs(path: str | Path) -> pd.DataFrame:
+    """The pairs of a .tsv/.csv/.parquet/.jsonl file, read by the scorer's own reader
+    (`pipeline.tables`), so a file is read by the same rules in training and scoring."""
+    return open_table(path, required=REQUIRED).read()

@@ -13,37 +13,37 @@ Python API: `from pipeline.score import load_bundle`; `load_bundle(path).predict
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import logging
-import mmap
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from io import StringIO
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pipeline.bundle import Bundle, BundleError, Pairs, load_bundle
-from pipeline.io import InputError, atomic_path, first_bad_utf8_line, table_format
+from pipeline.bundle import Bundle, Pairs, load_bundle
+from pipeline.errors import UserError
+from pipeline.io import (
+    InputError,
+    atomic_path,
+    remove_stale_temps,
+    table_format,
+)
+from pipeline.tables import READ_ROWS, ChunkWriter, open_table
 from pipeline.text import to_arrow
 
 __all__ = ["load_bundle", "score_file", "main"]
 log = logging.getLogger("score")
 NEW_COLUMNS = ("probability", "prediction", "error")
-BLOCK = 1 << 24  # bytes read at a time by the UTF-8 check
-# Arrow's CSV reader parses blocks ahead, so its block sets its memory (measured: 36 MB at
-# 2 MB, 450 MB at 16 MB); a row must fit in one block, so long lines get a bigger block.
-CSV_BLOCK = 1 << 21
 # A chunk's memory is mostly one row of model values per distinct question (2.5 KB for
 # `residual`), so chunks are cut at CHUNK_QUESTIONS distinct questions as well as at
 # CHUNK_ROWS rows: all-new questions give 200k-row chunks (residual: about 3.6 GB at the peak),
@@ -53,96 +53,6 @@ CHUNK_QUESTIONS = 400_000
 # Models with big encodings (esim keeps one per token: ~16 KB a question) get fewer questions a
 # chunk, so that a chunk's encodings stay under this many bytes.
 CHUNK_ENCODING_BYTES = 1 << 30
-READ_ROWS = 100_000  # the input is read in frames of this many rows, joined into chunks
-
-
-def check_utf8(path: Path) -> int:
-    """Fail before any work if a text file is not UTF-8, naming the first bad line; return
-    the length of its longest line in bytes (the CSV reader's block must hold a row).
-
-    Arrow validates whole blocks (fast, off the GIL); only a file that fails is read again
-    line by line to find the line.
-    """
-    longest = 0
-    with open(path, "rb") as f:
-        rest = b""
-        for block in iter(lambda: f.read(BLOCK), b""):
-            block = rest + block
-            cut = block.rfind(b"\n") + 1  # a UTF-8 character never spans a newline
-            lines, rest = block[:cut], block[cut:]
-            if not _is_utf8(lines):
-                break
-            longest = max(longest, _longest_line(lines))
-        else:
-            if _is_utf8(rest):
-                return max(longest, len(rest))
-    raise _not_utf8(path)
-
-
-def _longest_line(lines: bytes) -> int:
-    ends = np.flatnonzero(np.frombuffer(lines, dtype=np.uint8) == ord("\n"))
-    return int(np.diff(ends, prepend=-1).max()) if len(ends) else 0
-
-
-def _not_utf8(path: Path) -> InputError:
-    line, reason = first_bad_utf8_line(path)
-    return InputError(f"{path}: line {line}: not valid UTF-8 ({reason}); re-encode it as UTF-8")
-
-
-def _is_utf8(data: bytes) -> bool:
-    try:
-        pa.array([data], pa.binary()).cast(pa.string())
-    except pa.ArrowInvalid:
-        return False
-    return True
-
-
-def read_header(path: Path, fmt: str) -> list[str]:
-    """The input's column names; a header that is not UTF-8 or repeats a name is an error."""
-    if fmt == "parquet":
-        try:
-            return pq.ParquetFile(path).schema_arrow.names
-        except (pa.ArrowInvalid, OSError) as err:
-            raise InputError(f"{path}: not a readable parquet file ({err})") from None
-    try:
-        header = _text_header(path, fmt)
-    except UnicodeDecodeError:
-        raise _not_utf8(path) from None
-    except csv.Error as err:  # e.g. a quote never closed, swallowing the file into one name
-        raise InputError(f"{path}: cannot parse the header ({err})") from None
-    repeated = sorted({name for name in header if header.count(name) > 1})
-    if repeated:
-        raise InputError(f"{path}: header: column name(s) repeated: {', '.join(repeated)}")
-    return header
-
-
-def _text_header(path: Path, fmt: str) -> list[str]:
-    if fmt == "jsonl":
-        with open(path, encoding="utf-8-sig") as f:
-            first = next((line for line in f if line.strip()), None)
-        if first is None:
-            return []
-        try:
-            return list(pd.read_json(StringIO(first), lines=True).columns)
-        except ValueError as err:
-            raise InputError(f"{path}: line 1: not a JSON object ({err})") from None
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        # the first non-blank record, as the CSV reader reads it (quoted newlines included)
-        return next((row for row in csv.reader(f, delimiter=_delimiter(fmt)) if row), [])
-
-
-def _delimiter(fmt: str) -> str:
-    return "\t" if fmt == "tsv" else ","
-
-
-def read_chunks(
-    path: Path, fmt: str, rows: int, csv_block: int = CSV_BLOCK
-) -> Iterator[pd.DataFrame]:
-    """The input in chunks of `rows` rows, so memory stays flat whatever the file size."""
-    try:
-        yield from _chunks(path, fmt, rows, csv_block)
-    except (ValueError, pd.errors.ParserError, pa.ArrowInvalid) as err:
-        raise InputError(f"{path}: cannot parse as {fmt}: {err}") from None
 
 
 def question_bounded_chunks(
@@ -168,113 +78,6 @@ def _question_count(q1: pd.Series, q2: pd.Series) -> int:
     if isinstance(q1.dtype, pd.StringDtype) and isinstance(q2.dtype, pd.StringDtype):
         return pc.count_distinct(pa.chunked_array([to_arrow(q1), to_arrow(q2)])).as_py()
     return len(q1) + len(q2)
-
-
-def _chunks(path: Path, fmt: str, rows: int, csv_block: int) -> Iterator[pd.DataFrame]:
-    if fmt == "parquet":
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-            yield batch.to_pandas()
-    elif fmt == "jsonl":
-        yield from pd.read_json(path, lines=True, chunksize=rows, dtype=False, encoding="utf-8-sig")
-    else:
-        yield from _csv_chunks(path, fmt, rows, csv_block)
-
-
-def _csv_chunks(path: Path, fmt: str, rows: int, block: int) -> Iterator[pd.DataFrame]:
-    """CSV/TSV through Arrow's streaming reader (parses off the GIL, on all cores), re-cut
-    into chunks of `rows` rows. Every column is read as text, as written: an empty cell is
-    missing, anything else (ids with leading zeros, "NA") is kept verbatim."""
-    bad_rows = []
-
-    def on_bad_row(row) -> str:
-        bad_rows.append(row)
-        return "error"
-
-    header = read_header(path, fmt)
-    try:
-        reader = pa_csv.open_csv(
-            path,
-            read_options=pa_csv.ReadOptions(block_size=block),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=_delimiter(fmt), newlines_in_values=True, invalid_row_handler=on_bad_row
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.string() for name in header},
-                strings_can_be_null=True,
-                null_values=[""],
-            ),
-        )
-        pending: list[pa.RecordBatch] = []
-        for batch in reader:
-            pending.append(batch)
-            while sum(b.num_rows for b in pending) >= rows:
-                table = pa.Table.from_batches(pending)
-                yield table.slice(0, rows).to_pandas()
-                pending = table.slice(rows).to_batches()
-        if pending:
-            yield pa.Table.from_batches(pending).to_pandas()
-    except pa.ArrowInvalid:
-        if not bad_rows:
-            raise
-        row = bad_rows[0]
-        raise InputError(
-            f"{path}: line {_line_of(path, row.text)}: {row.actual_columns} fields where the "
-            f"header has {row.expected_columns}: {row.text[:80]!r}"
-        ) from None
-
-
-def _line_of(path: Path, text: str) -> int | str:
-    """The line where `text` (a row as Arrow saw it) starts; Arrow reports no line number
-    when quoted fields may hold newlines."""
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        offset = data.find(text.encode("utf-8"))
-        return "?" if offset < 0 else data[:offset].count(b"\n") + 1
-
-
-class ChunkWriter:
-    """Appends scored chunks to one output file in csv, tsv, jsonl or parquet."""
-
-    def __init__(self, path: Path, fmt: str, source: Path):
-        self.path, self.fmt, self.source = path, fmt, source
-        self.writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
-        self.handle = open(path, "w", encoding="utf-8") if fmt == "jsonl" else None
-        self.wrote_header = False
-
-    def write(self, frame: pd.DataFrame) -> None:
-        if self.fmt == "jsonl":
-            if len(frame):  # pandas ends each lines=True dump with a newline
-                frame.to_json(self.handle, orient="records", lines=True, force_ascii=False)
-            self.wrote_header = True
-            return
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        if self.writer is None:
-            if self.fmt == "parquet":
-                self.writer = pq.ParquetWriter(self.path, table.schema)
-            else:  # arrow's CSV writer (quotes only where needed, empty cell for a null)
-                delimiter = "\t" if self.fmt == "tsv" else ","
-                self.handle = open(self.path, "wb")
-                header = frame.iloc[:0].to_csv(sep=delimiter, index=False, lineterminator="\n")
-                self.handle.write(header.encode("utf-8"))  # arrow would quote every name
-                options = pa_csv.WriteOptions(
-                    include_header=False, delimiter=delimiter, quoting_style="needed"
-                )
-                self.writer = pa_csv.CSVWriter(self.handle, table.schema, write_options=options)
-            self.schema = table.schema
-        try:
-            table = table.cast(self.schema)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as err:
-            raise InputError(
-                f"{self.source}: a column changes type between chunks ({err}); "
-                "give each column one type"
-            ) from None
-        self.writer.write_table(table)
-        self.wrote_header = True
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        if self.handle is not None and not self.handle.closed:
-            self.handle.close()
 
 
 @dataclass
@@ -345,6 +148,23 @@ def questions_per_chunk(bundle: Bundle, chunk_questions: int) -> int:
     return max(1, min(chunk_questions, CHUNK_ENCODING_BYTES // (4 * floats)))
 
 
+def check_writable(output_path: Path) -> None:
+    """Fail before any work if OUT cannot be written; remove temporary files that killed
+    runs to the same OUT left behind."""
+    if output_path.is_dir():
+        raise InputError(f"{output_path}: is a directory; give the output file's name")
+    parent = output_path.parent
+    while not parent.exists():  # atomic_path makes the missing directories
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{output_path}: cannot write in {parent} (not a directory)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{output_path}: cannot write in {parent} (permission denied)")
+    if output_path.parent.exists():
+        for stale in remove_stale_temps(output_path):
+            log.info("removed %s, left by a run that was killed", stale)
+
+
 def score_file(
     model: str | Path,
     input_path: str | Path,
@@ -360,33 +180,19 @@ def score_file(
     quiet: bool = False,
 ) -> dict:
     """Score `input_path` into `output_path`; returns counts of rows scored and with errors."""
-    input_path, output_path = Path(input_path), Path(output_path)
-    if not input_path.exists():
-        raise InputError(f"{input_path}: file not found")
-    in_fmt = table_format(input_path, input_format)
+    output_path = Path(output_path)
+    source = open_table(input_path, input_format, required=(q1_col, q2_col))
+    check_writable(output_path)
     out_fmt = table_format(output_path, output_format)
-    if input_path.stat().st_size == 0:
-        raise InputError(f"{input_path}: empty file (not even a header)")
-    columns = read_header(input_path, in_fmt)
-    if not columns:
-        raise InputError(f"{input_path}: empty file (no header)")
-    missing = [c for c in (q1_col, q2_col) if c not in columns]
-    if missing:
-        raise InputError(
-            f"{input_path}: missing column(s) {', '.join(missing)}; "
-            f"found {', '.join(map(str, columns))}"
-        )
-    clash = [c for c in NEW_COLUMNS if c in columns]
+    clash = [c for c in NEW_COLUMNS if c in source.columns]
     if clash:
         raise InputError(
-            f"{input_path}: already has output column(s) {', '.join(clash)}; "
+            f"{source.path}: already has output column(s) {', '.join(clash)}; "
             "rename them so nothing is overwritten"
         )
     # TensorFlow loads on the side while the whole file is checked and its first chunk read
     bundle = load_bundle(model, wait=False)
-    csv_block = CSV_BLOCK
-    if in_fmt != "parquet":
-        csv_block = max(CSV_BLOCK, 4 * check_utf8(input_path))
+    source.check_encoding()
     threshold = bundle.threshold if threshold is None else float(threshold)
 
     counts = {"rows": 0, "scored": 0, "errors": 0}
@@ -396,9 +202,9 @@ def score_file(
         atomic_path(output_path) as tmp,
         tqdm(unit=" rows", disable=not show, desc="scoring") as bar,
     ):
-        writer = ChunkWriter(tmp, out_fmt, input_path)
+        writer = ChunkWriter(tmp, out_fmt)
         try:
-            frames = read_chunks(input_path, in_fmt, min(chunk_rows, READ_ROWS), csv_block)
+            frames = source.chunks(min(chunk_rows, READ_ROWS))
             questions = questions_per_chunk(bundle, chunk_questions)
             chunks = question_bounded_chunks(frames, q1_col, q2_col, chunk_rows, questions)
             for chunk in prepared_chunks(bundle, chunks, q1_col, q2_col, predict_batch):
@@ -410,14 +216,31 @@ def score_file(
                 counts["scored"] += len(scored) - bad
                 bar.update(len(scored))
             if not writer.wrote_header:  # header-only input: header-only output
-                empty = pd.DataFrame({c: pd.Series(dtype="string") for c in columns})
-                chunk = prepare_chunk(bundle, empty, q1_col, q2_col, predict_batch)
+                chunk = prepare_chunk(bundle, source.empty(), q1_col, q2_col, predict_batch)
                 writer.write(finish_chunk(bundle, chunk, threshold, predict_batch))
             bundle.wait_until_loaded()  # a broken model fails the run even if nothing was scored
         finally:
             writer.close()
     counts["seconds"] = round(time.perf_counter() - start, 3)
     return counts
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {text}")
+    return value
+
+
+class Terminated(Exception):
+    """SIGTERM, turned into an exception so that temporary files are removed on the way out."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated
 
 
 def _positive_int(text: str) -> int:
@@ -436,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--q2-col", default="question2")
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=_probability,
         default=None,
         help="probability cut for prediction (default: the bundle's)",
     )
@@ -463,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         counts = score_file(
             args.model,
@@ -476,9 +300,22 @@ def main(argv: list[str] | None = None) -> int:
             output_format=args.output_format,
             quiet=args.quiet,
         )
-    except (InputError, BundleError) as err:
+    except UserError as err:
         print(f"dupq-score: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the disk filled, the output vanished: OUT is left as it was
+        where = err.filename or args.output
+        print(
+            f"dupq-score: error: {where}: {err.strerror or err}; {args.output} left unchanged",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        print(f"dupq-score: interrupted; {args.output} left unchanged", file=sys.stderr)
+        return 130
+    except Terminated:
+        print(f"dupq-score: terminated; {args.output} left unchanged", file=sys.stderr)
+        return 143
     if not args.quiet:
         rate = counts["rows"] / counts["seconds"] if counts["seconds"] else 0.0
         print(

@@ -20,7 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 WHITESPACE = r"[\s\p{Z}]+"
-ODD_SPACE = r"\s\s|[\t\n\r\x0b\x0c]"  # anything but single ASCII spaces
+# anything but single ASCII spaces: runs of spaces, other whitespace, ASCII control characters
+ODD_SPACE = r"\s\s|[\x00-\x1f\x7f]"
+INVISIBLE = r"[\p{Cc}\p{Cf}]"  # control and format characters (NUL, zero-width space, BOM)
 SYMBOL = r"([^\p{L}\p{M}\p{N}\s\p{Z}])"
 
 
@@ -63,13 +65,17 @@ def normalize_arrow(texts: Iterable, form: str = "NFKC") -> pa.Array:
     # non-ASCII whitespace only occurs in non-ASCII text
     odd_space = pc.or_(non_ascii, pc.fill_null(pc.match_substring_regex(arr, ODD_SPACE), False))
     if pc.any(odd_space).as_py():
-        collapsed = pc.replace_substring_regex(arr.filter(odd_space), WHITESPACE, " ")
+        spaced = pc.replace_substring_regex(arr.filter(odd_space), WHITESPACE, " ")
+        visible = pc.replace_substring_regex(spaced, INVISIBLE, "")
+        collapsed = pc.replace_substring_regex(visible, WHITESPACE, " ")
         arr = pc.replace_with_mask(arr, odd_space, collapsed)
     return pc.utf8_trim_whitespace(arr)
 
 
 def normalize(texts: Iterable, form: str = "NFKC") -> pd.Series:
-    """Unicode-normalize (NFKC by default) and collapse all whitespace into single spaces.
+    """Unicode-normalize (NFKC by default), drop invisible characters (controls, zero-width
+    and other format characters) and collapse all whitespace into single spaces: a question
+    of nothing but invisible characters becomes empty.
 
     Prepare and scoring both call this, so scored text is cleaned exactly like training text.
     Missing values stay missing.
@@ -87,6 +93,13 @@ def tokenize(texts: Iterable, config: TextConfig = TextConfig()) -> pa.ListArray
     if isinstance(tokens, pa.ChunkedArray):
         tokens = tokens.combine_chunks()
     return _drop_empty_tokens(tokens)
+
+
+def canonical(texts: Iterable, config: TextConfig = TextConfig()) -> pa.Array:
+    """Each text's tokens joined by single spaces: texts that differ only in what the text
+    core erases (case when lowercasing, spacing around symbols) get the same key, as every
+    model sees them as the same question."""
+    return pc.binary_join(tokenize(texts, config), " ")
 
 
 def _drop_empty_tokens(tokens: pa.ListArray) -> pa.ListArray:

@@ -5,8 +5,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import rehash
 
 from pipeline.bundle import BundleError, load_bundle
+from pipeline.errors import ParamsError
 from pipeline.models.ensemble import out_of_fold_probabilities
 from pipeline.stages import evaluate, train
 
@@ -74,14 +76,14 @@ def test_missing_or_changed_member_is_a_clear_error(ensemble, tmp_path):
 
 def test_ensemble_params_are_checked_before_fitting(featurized):
     bad = {**featurized, "ensemble": {**featurized["ensemble"], "members": ["logreg"]}}
-    with pytest.raises(SystemExit, match="ensemble.members must list two or more"):
+    with pytest.raises(ParamsError, match="ensemble.members: .* not a list of 2 or more"):
         train.run(bad, "ensemble")
     outside = {
         **featurized,
         "ensemble": {**featurized["ensemble"], "members": ["logreg", "gbdt"]},
         "train": {**featurized["train"], "models": ["logreg"]},
     }
-    with pytest.raises(SystemExit, match=r"\['gbdt'\] are not in train.models"):
+    with pytest.raises(ParamsError, match=r"\['gbdt'\] not in train.models"):
         train.run(outside, "ensemble")
 
 
@@ -92,8 +94,12 @@ def test_damaged_gbdt_or_ensemble_file_is_a_clear_error(ensemble, tmp_path):
     models = tmp_path / "models"
     shutil.copytree(params["train"]["models_dir"], models)
     (models / "gbdt" / "gbdt.txt").write_text("tree\nnot a model\n")
+    with pytest.raises(BundleError, match="bundle corrupted: gbdt.txt"):
+        load_bundle(models / "gbdt")
+    rehash(models / "gbdt")
     with pytest.raises(BundleError, match="gbdt.txt: not a LightGBM model"):
         load_bundle(models / "gbdt")
     (models / "ensemble" / "ensemble.json").write_text("[1, 2]")
+    rehash(models / "ensemble")
     with pytest.raises(BundleError, match="cannot load bundle"):
         load_bundle(models / "ensemble")

@@ -1,13 +1,15 @@
 import json
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REQUIRED_METRICS, ROOT
+from conftest import REQUIRED_METRICS, ROOT, our_lines, rehash
 
 from pipeline.bundle import FORMAT_VERSION, BundleError, Pairs, load_bundle
+from pipeline.errors import ParamsError
 from pipeline.metrics import (
     METRIC_KEYS,
     blog_precision,
@@ -100,6 +102,9 @@ def test_bundle_has_no_pickle_and_loads_in_safe_mode(bundles, tmp_path):
     shutil.copytree(directory, unsafe)
     x = keras.Input((3,), name="q1")
     keras.Model(x, keras.layers.Lambda(lambda t: t * 2)(x)).save(unsafe / "model.keras")
+    with pytest.raises(BundleError, match="bundle corrupted: model.keras"):
+        load_bundle(unsafe)
+    rehash(unsafe)
     with pytest.raises(BundleError, match="safe_mode"):
         load_bundle(unsafe)
 
@@ -117,9 +122,10 @@ def test_broken_bundles_are_clear_errors(tmp_path):
         load_bundle(tmp_path / "b")
     meta = {"format_version": FORMAT_VERSION, "kind": "siamese"}
     (tmp_path / "b" / "bundle.json").write_text(json.dumps(meta))
-    with pytest.raises(BundleError, match="no reads or model_file"):
+    with pytest.raises(BundleError, match="reads: None is not one of"):
         load_bundle(tmp_path / "b")
-    meta.update(reads="embeddings", model_file="model.keras")
+    files = {name: "0" * 64 for name in ("text_model.json", "text_model.npz", "model.keras")}
+    meta.update(reads="embeddings", model_file="model.keras", name="s", threshold=0.5, files=files)
     (tmp_path / "b" / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="missing text_model.json, text_model.npz, model.keras"):
         load_bundle(tmp_path / "b")
@@ -135,6 +141,7 @@ def test_bundle_without_encoder_and_head_parts_is_a_clear_error(bundles, tmp_pat
     q1, q2 = keras.Input((3,), name="q1"), keras.Input((3,), name="q2")
     joined = keras.layers.Concatenate()([q1, q2])
     keras.Model([q1, q2], keras.layers.Dense(1)(joined)).save(broken / "model.keras")
+    rehash(broken)
     with pytest.raises(BundleError, match="no encoder and head parts"):
         load_bundle(broken)
 
@@ -186,21 +193,23 @@ def test_registry_lists_every_kind_and_rejects_unknown_names():
 @pytest.mark.parametrize(
     "name, change, message",
     [
-        ("esim", {"rnn": "transformer"}, "esim.rnn must be one of gru, lstm"),
-        ("esim", {"rnn_units": -4}, "esim.rnn_units must be a whole number"),
-        ("esim", {"compare": "cnn"}, "esim.compare must be one of rnn, dense"),
-        ("esim", {"dropout": 1.5}, r"esim.dropout must be a number in \[0, 1\)"),
-        ("birnn_cnn", {"conv_filters": 0}, "birnn_cnn.conv_filters must be a whole number"),
-        ("residual", {"bn_position": "nowhere"}, "residual.bn_position must be one of"),
-        ("logreg", {"C": -1}, "logreg.C must be a positive number"),
-        ("gbdt", {"num_leaves": 0}, "gbdt.num_leaves must be a whole number"),
+        ("esim", {"rnn": "transformer"}, "esim.rnn: 'transformer' is not one of gru, lstm"),
+        ("esim", {"rnn_units": -4}, "esim.rnn_units: -4 is not a whole number of 1 or more"),
+        ("esim", {"compare": "cnn"}, "esim.compare: 'cnn' is not one of rnn, dense"),
+        ("esim", {"dropout": 1.5}, r"esim.dropout: 1.5 is not a number in \[0, 1\)"),
+        ("esim", {"rnn_unit": 8}, "esim: unknown key.s. rnn_unit"),
+        ("birnn_cnn", {"rnn": "GRU"}, "birnn_cnn.rnn: 'GRU' is not one of gru, lstm"),
+        ("residual", {"bn_position": "nowhere"}, "residual.bn_position: 'nowhere' is not one of"),
+        ("logreg", {"C": -1}, r"logreg.C: -1 is not a number in \(0, inf\)"),
+        ("gbdt", {"num_leaves": 0}, "gbdt.num_leaves: 0 is not a whole number of 2 or more"),
+        ("ensemble", {"members": ["logreg", "nope"]}, r"ensemble.members: \['nope'\] not among"),
     ],
 )
 def test_bad_model_params_stop_before_training(featurized, tmp_path, name, change, message):
     import yaml
 
     params = {**featurized, name: {**featurized[name], **change}}
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(ParamsError, match=message):
         train.run(params, name)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run(
@@ -210,8 +219,9 @@ def test_bad_model_params_stop_before_training(featurized, tmp_path, name, chang
         text=True,
         cwd=ROOT,
     )
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "train: error: params:" in result.stderr and message.split(" must")[0] in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(our_lines(result.stderr)) == 1, result.stderr
+    assert re.search(f"train: error: .*params.yaml: {message}", result.stderr), result.stderr
 
 
 def test_esim_is_symmetric_and_its_parts_equal_the_whole(featurized):

@@ -129,7 +129,7 @@ def test_a_changed_local_source_reruns_from_raw_without_force(repo):
         dvc("repro", "prepare", cwd=repo, env=env)
         assert json.loads((repo / "reports" / "data.json").read_text())["rows_read"] == 120
         source.write_text(source.read_text() + "How do I swim fast?\tHow can I swim faster?\t1\n")
-        assert {"raw", "prepare"} <= changed_stages(repo, env)
+        assert "raw" in changed_stages(repo, env)  # prepare follows from what raw writes
         out = dvc("repro", "prepare", cwd=repo, env=env)
         assert "Running stage 'prepare'" in out
         assert json.loads((repo / "reports" / "data.json").read_text())["rows_read"] == 121

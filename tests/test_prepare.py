@@ -1,14 +1,16 @@
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import SHARED_TSV, needs_shared
 
-from pipeline import synthetic
+from pipeline import raw_data, synthetic
 from pipeline.io import InputError
 from pipeline.raw_data import read_pairs
 from pipeline.stages import prepare, raw
+from pipeline.text import TextConfig
 
 DATA = {
     "min_chars": 10,
@@ -31,7 +33,7 @@ def test_missing_and_short_questions_are_dropped_and_counted():
             ["What is a good question?", "Is this a good question?", "1"],
         ]
     )
-    cleaned, dropped = prepare.clean(raw, DATA, "x.tsv")
+    cleaned, dropped = prepare.clean(raw, DATA, TextConfig(), "x.tsv")
     assert len(cleaned) == 1
     assert dropped["missing_question"] == 2
     assert dropped["shorter_than_min_chars"] == 1
@@ -39,7 +41,7 @@ def test_missing_and_short_questions_are_dropped_and_counted():
 
 def test_whitespace_only_question_counts_as_missing():
     raw = frame([[" \t\n ", "What is a good question?", "1"]])
-    _, dropped = prepare.clean(raw, DATA, "x.tsv")
+    _, dropped = prepare.clean(raw, DATA, TextConfig(), "x.tsv")
     assert dropped["missing_question"] == 1
 
 
@@ -51,7 +53,7 @@ def test_duplicate_pairs_in_either_order_are_dropped():
             ["How do I learn Python?", "What  is the best way to learn Python?", "1"],
         ]
     )
-    cleaned, dropped = prepare.clean(raw, DATA, "x.tsv")
+    cleaned, dropped = prepare.clean(raw, DATA, TextConfig(), "x.tsv")
     assert len(cleaned) == 1 and dropped["duplicate_pair"] == 2
 
 
@@ -63,14 +65,14 @@ def test_invalid_label_is_an_error_naming_rows_or_dropped_by_param():
         ]
     )
     with pytest.raises(InputError, match=r"x\.tsv.*row 2 \('yes'\)"):
-        prepare.clean(raw, DATA, "x.tsv")
-    cleaned, dropped = prepare.clean(raw, {**DATA, "invalid_labels": "drop"}, "x.tsv")
+        prepare.clean(raw, DATA, TextConfig(), "x.tsv")
+    cleaned, dropped = prepare.clean(raw, {**DATA, "invalid_labels": "drop"}, TextConfig(), "x.tsv")
     assert len(cleaned) == 1 and dropped["invalid_label"] == 1
 
 
 def test_unicode_is_normalized():
     raw = frame([["What is ﬁnance\u00a0really?", "What is finance  really?", "1"]])
-    cleaned, _ = prepare.clean(raw, {**DATA, "drop_duplicate_pairs": False}, "x.tsv")
+    cleaned, _ = prepare.clean(raw, {**DATA, "drop_duplicate_pairs": False}, TextConfig(), "x.tsv")
     assert cleaned.loc[0, "question1"] == cleaned.loc[0, "question2"] == "What is finance really?"
 
 
@@ -114,9 +116,14 @@ def test_invalid_utf8_names_the_line_or_is_replaced_by_param(tmp_path):
         b"Bad \xff byte here?\tWhat is Python?\t0\n"
     )
     path = write(tmp_path, "bad.tsv", content)
-    with pytest.raises(InputError, match=r"bad\.tsv: line 3: invalid UTF-8 byte 0xff"):
+    with pytest.raises(InputError, match=r"bad\.tsv: line 3: not valid UTF-8 .*byte 0xff"):
         read_pairs(path)
-    pairs = read_pairs(path, encoding_errors="replace")
+    data = {"source": str(path), "encoding_errors": "strict"}
+    with pytest.raises(InputError, match=r"bad\.tsv: line 3: .*set data.encoding_errors"):
+        raw_data.fetch(data, {}, tmp_path / "raw")
+    manifest = raw_data.fetch({**data, "encoding_errors": "replace"}, {}, tmp_path / "raw")
+    assert manifest["lines_with_invalid_utf8_replaced"] == 1
+    pairs = read_pairs(tmp_path / "raw" / "bad.tsv")
     assert pairs.loc[1, "question1"] == "Bad \ufffd byte here?"
 
 
@@ -136,8 +143,11 @@ def test_prepare_cli_reports_bad_input_without_traceback(tmp_path, params, capsy
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     raw.main(["--params", str(path)])  # the raw stage copies the file; prepare reads it
-    with pytest.raises(SystemExit, match=r"prepare: error: .*x\.tsv: missing column"):
+    with pytest.raises(SystemExit) as exit_info:
         prepare.main(["--params", str(path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"prepare: error: .*x\.tsv: missing column.*\n", err), err
 
 
 def test_demo_is_deterministic_balanced_and_not_exact_match():
@@ -171,8 +181,8 @@ def test_demo_word_overlap_alone_does_not_solve_it():
 def test_random_split_is_stratified_and_deterministic():
     data = synthetic.generate(3000, seed=0)
     split = {"strategy": "random", "seed": 7, "train": 0.8, "val": 0.1, "test": 0.1}
-    parts, _ = prepare.split_pairs(data, split)
-    again, _ = prepare.split_pairs(data, split)
+    parts, _ = prepare.split_pairs(data, split, TextConfig())
+    again, _ = prepare.split_pairs(data, split, TextConfig())
     assert sum(len(p) for p in parts.values()) == len(data)
     for name in parts:
         pd.testing.assert_frame_equal(parts[name], again[name])
@@ -183,7 +193,7 @@ def test_random_split_is_stratified_and_deterministic():
 def test_question_disjoint_split_shares_no_question():
     data = synthetic.generate(3000, seed=0)
     split = {"strategy": "question_disjoint", "seed": 7, "train": 0.8, "val": 0.1, "test": 0.1}
-    parts, info = prepare.split_pairs(data, split)
+    parts, info = prepare.split_pairs(data, split, TextConfig())
     texts = {
         name: set(pd.concat([p["question1"], p["question2"]]).str.casefold())
         for name, p in parts.items()
@@ -198,13 +208,15 @@ def test_question_disjoint_split_shares_no_question():
 
 def test_question_disjoint_cuts_a_giant_component():
     hub = "What is the one question everybody links to?"
-    rows = [[hub, f"Question number {i} about the hub topic?", i % 2] for i in range(100)]
+    rows = [[hub, f"Question number {i} about the hub topic?", i % 2] for i in range(130)]
+    rows += [[f"Lone question {i} here?", f"Its lone partner {i} there?", i % 2] for i in range(30)]
     parts, info = prepare.split_pairs(
         frame(rows),
         {"strategy": "question_disjoint", "seed": 0, "train": 0.8, "val": 0.1, "test": 0.1},
+        TextConfig(),
     )
     assert info["pairs_dropped_for_disjointness"] > 0
-    assert sum(len(p) for p in parts.values()) + info["pairs_dropped_for_disjointness"] == 100
+    assert sum(len(p) for p in parts.values()) + info["pairs_dropped_for_disjointness"] == 160
 
 
 def test_run_writes_splits_and_report(params):
@@ -236,3 +248,92 @@ def test_real_quora_subset_is_a_valid_source(params):
     assert report["rows_read"] == 28984
     assert report["rows_kept"] > 28000
     assert 0.45 < report["train"]["positive_rate"] < 0.55
+
+
+def test_pairs_differing_only_in_what_the_text_core_erases_are_one_pair():
+    raw = frame(
+        [
+            ["How do I learn Python?", "What is the best way to learn Python?", 1],
+            ["how do I learn python ?", "What is the BEST way to learn Python?", 1],
+            ["What is the best way to learn python?", "How do i learn Python?", 1],
+        ]
+    )
+    cleaned, dropped = prepare.clean(raw, DATA, TextConfig(), "x.tsv")
+    assert len(cleaned) == 1 and dropped["duplicate_pair"] == 2
+    # with case kept by the text core, case makes another question
+    _, dropped = prepare.clean(raw, DATA, TextConfig(lowercase=False), "x.tsv")
+    assert dropped["duplicate_pair"] == 0
+
+
+def test_question_disjoint_treats_case_variants_as_one_question():
+    rows = [[f"What is topic {i} about?", f"Tell me about topic {i}.", i % 2] for i in range(60)]
+    rows += [[f"WHAT IS TOPIC {i} ABOUT?", f"Explain topic {i} to me.", i % 2] for i in range(60)]
+    split = {"strategy": "question_disjoint", "seed": 1, "train": 0.6, "val": 0.2, "test": 0.2}
+    parts, _ = prepare.split_pairs(frame(rows), split, TextConfig())
+    keys = {
+        name: set(pd.concat([p["question1"], p["question2"]]).str.lower())
+        for name, p in parts.items()
+    }
+    assert not (keys["train"] & keys["test"]) and not (keys["train"] & keys["val"])
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"question1\tquestion2\tis_duplicate\n", "0 rows read, 0 kept"),
+        (
+            b"question1\tquestion2\tis_duplicate\nshort\tsmall\t1\nbrief\ttiny\t0\n",
+            "2 rows read, 0 kept (dropped: 2 shorter_than_min_chars)",
+        ),
+        (
+            b"question1\tquestion2\tis_duplicate\n"
+            b"How do I learn Python fast?\tHow can I learn Python quickly?\t1\n"
+            b"What is the capital of France?\tWhere is Paris located?\t0\n",
+            "2 rows read, 2 kept",
+        ),
+    ],
+)
+def test_too_few_rows_to_split_is_one_line_and_the_report_is_written(
+    tmp_path, params, content, expected
+):
+    import yaml
+
+    params["data"]["source"] = str(write(tmp_path, "few.tsv", content))
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    raw.main(["--params", str(path)])
+    with pytest.raises(SystemExit) as exit_info:
+        prepare.main(["--params", str(path)])
+    assert exit_info.value.code == 2
+    with pytest.raises(InputError, match=f"few.tsv: {re.escape(expected)}.*too few to split"):
+        prepare.run(params)
+    report = json.loads(open(params["data"]["report"]).read())
+    assert report["rows_read"] == int(expected.split()[0])
+
+
+def test_question_disjoint_on_tiny_data_fails_instead_of_an_empty_split(tmp_path, params):
+    rows = b"".join(
+        b"How do I learn topic %d quickly?\tWhat is the fastest way to learn topic %d?\t1\n"
+        % (i, i)
+        for i in range(3)
+    )
+    params["data"]["source"] = str(
+        write(tmp_path, "three.tsv", b"question1\tquestion2\tis_duplicate\n" + rows)
+    )
+    params["split"]["strategy"] = "question_disjoint"
+    raw.run(params)
+    with pytest.raises(InputError, match="split would be empty"):
+        prepare.run(params)
+
+
+def test_questions_of_invisible_characters_are_missing():
+    raw = frame(
+        [
+            ["\u200b\u200b\u200b", "What is the best way to learn Python?", 1],
+            ["How do I learn Python?\x00", "What is the best\u200b way to learn Python?", 1],
+        ]
+    )
+    cleaned, dropped = prepare.clean(raw, DATA, TextConfig(), "x.tsv")
+    assert dropped["missing_question"] == 1
+    assert cleaned.loc[0, "question1"] == "How do I learn Python?"
+    assert cleaned.loc[0, "question2"] == "What is the best way to learn Python?"

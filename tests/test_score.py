@@ -5,10 +5,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, rehash
 
-from pipeline import score
+from pipeline import score, tables
 from pipeline.bundle import Pairs
+from pipeline.errors import InputError
 from pipeline.score import load_bundle, score_file
 from pipeline.stages import evaluate
 
@@ -261,31 +262,13 @@ def test_threshold_override_and_summary(bundles, tmp_path):
     assert (out["prediction"] == 1).all()
 
 
-def test_column_changing_type_between_chunks_is_a_clear_error(bundles, tmp_path):
-    rows = [{"question1": "How do I learn Python?", "question2": "What is Python?", "n": None}] * 3
-    rows += [{"question1": "How do I learn Rust?", "question2": "What is Rust?", "n": "text"}] * 3
-    source = tmp_path / "in.jsonl"
-    pd.DataFrame(rows).to_json(source, orient="records", lines=True)
-    result = cli(
-        "--model",
-        bundles["logreg"],
-        "--input",
-        source,
-        "--output",
-        tmp_path / "o.parquet",
-        "--batch-size",
-        3,
-    )
-    assert result.returncode == 2 and "in.jsonl: a column changes type" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "o.parquet").exists()
-
-
 def test_broken_keras_model_is_exit_2_after_loading_on_the_side(bundles, tmp_path):
     import shutil
 
     broken = tmp_path / "broken"
     shutil.copytree(bundles["residual"], broken)
     (broken / "model.keras").write_bytes(b"not a zip archive")
+    rehash(broken)  # past the sha256 check, so that Keras itself meets the damage
     write_any(PAIRS, tmp_path / "in.csv")
     result = cli("--model", broken, "--input", tmp_path / "in.csv", "--output", tmp_path / "o.csv")
     assert result.returncode == 2 and "cannot load bundle" in result.stderr
@@ -296,11 +279,11 @@ def test_broken_keras_model_is_exit_2_after_loading_on_the_side(bundles, tmp_pat
 def test_csv_rows_keep_their_order_across_reader_blocks_and_chunks(
     bundles, tmp_path, monkeypatch, long_row
 ):
-    monkeypatch.setattr(score, "CSV_BLOCK", 64)  # grown to hold the longest line
+    monkeypatch.setattr(tables, "CSV_BLOCK", 64)  # grown to hold the longest line
     blocks = []
-    open_csv = score.pa_csv.open_csv
+    open_csv = tables.pa_csv.open_csv
     monkeypatch.setattr(
-        score.pa_csv,
+        tables.pa_csv,
         "open_csv",
         lambda *a, **k: blocks.append(k["read_options"].block_size) or open_csv(*a, **k),
     )
@@ -321,15 +304,15 @@ def test_csv_rows_keep_their_order_across_reader_blocks_and_chunks(
 
 @pytest.mark.parametrize("block", [1, 2, 3, 7, 1 << 24])
 def test_utf8_check_finds_the_line_whatever_the_block_size(tmp_path, monkeypatch, block):
-    monkeypatch.setattr(score, "BLOCK", block)
+    monkeypatch.setattr(tables, "BLOCK", block)
     good = tmp_path / "good.csv"
     good.write_text("question1,question2\n日本 😀,é?\nok,fine\n", encoding="utf-8")
     longest = max(map(len, good.read_bytes().splitlines(keepends=True)))
-    assert score.check_utf8(good) == longest  # characters cut by block ends are fine
+    assert tables.check_utf8(good) == longest  # characters cut by block ends are fine
     bad = tmp_path / "bad.csv"
     bad.write_bytes("question1,question2\n日本,é\n".encode() + b"cut \xe6\x97\n")
-    with pytest.raises(score.InputError, match="bad.csv: line 3: not valid UTF-8"):
-        score.check_utf8(bad)
+    with pytest.raises(InputError, match="bad.csv: line 3: not valid UTF-8"):
+        tables.check_utf8(bad)
 
 
 def test_pairs_from_text_columns_and_from_python_objects_agree():

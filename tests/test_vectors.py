@@ -5,6 +5,7 @@ import scipy.sparse as sp
 from conftest import FIXTURES
 
 from pipeline import word_vectors
+from pipeline.errors import InputError
 from pipeline.glove import cooccurrence, train_glove
 from pipeline.stages import prepare, raw, vectors
 from pipeline.text import tokenize
@@ -41,6 +42,8 @@ def test_glove_loss_falls_and_shared_contexts_end_up_closer():
             "epochs": 30,
             "learning_rate": 0.1,
             "batch_size": 16,
+            "x_max": 100.0,
+            "alpha": 0.75,
             "seed": 0,
         },
     )
@@ -72,6 +75,7 @@ def test_gensim_methods_train(method):
             "seed": 0,
             "workers": 1,
             "bucket": 1000,
+            "skip_gram": 1,
         },
     )
     assert kv.vector_size == 8 and "cat" in kv.key_to_index
@@ -99,7 +103,7 @@ def test_word2vec_text_and_binary_loaders(tmp_path):
 
 
 def test_unknown_pretrained_name_is_a_clear_error():
-    with pytest.raises(vectors.InputError, match="not a file and not an installed spaCy pipeline"):
+    with pytest.raises(InputError, match="not a file and not an installed spaCy pipeline"):
         word_vectors.load_pretrained("no_such_pipeline_xyz", ["a"])
 
 

@@ -49,9 +49,10 @@ class ModelKind:
     reads: str  # "embeddings" | "token_ids" | "tfidf" | "text" (TextModel.question_inputs)
     output: str = "probability"  # or "distance", calibrated into a probability
     model_file: str  # the bundle file holding the fitted model
+    param_fields: dict  # its params.yaml section: key -> pipeline.config field type
 
-    def check_params(self, params: dict) -> None:
-        """Raise ValueError naming the bad param, before any training starts."""
+    def check_params(self, section: dict, params: dict) -> None:
+        """Checks that span sections (config checks the section's own keys and types)."""
 
     def fit(
         self, params: dict, train_cfg: dict, text_model, train: dict, val: dict, live_dir: Path
@@ -85,50 +86,28 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
 
 
-# -- params checks ---------------------------------------------------------------------------
-def check_choice(kind: str, params: dict, key: str, choices: tuple) -> None:
-    if params.get(key) not in choices:
-        raise ValueError(
-            f"{kind}.{key} must be one of {', '.join(choices)}, got {params.get(key)!r}"
-        )
-
-
-def check_positive_ints(kind: str, params: dict, *keys: str) -> None:
-    for key in keys:
-        value = params.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{kind}.{key} must be a whole number of 1 or more, got {value!r}")
-
-
-def check_numbers(kind: str, params: dict, *keys: str, zero_allowed: bool = False) -> None:
-    """Each key a positive number (or 0 or more with `zero_allowed`)."""
-    for key in keys:
-        value = params.get(key)
-        number = not isinstance(value, bool) and isinstance(value, int | float)
-        if not number or value < 0 or (value == 0 and not zero_allowed):
-            wanted = "a number of 0 or more" if zero_allowed else "a positive number"
-            raise ValueError(f"{kind}.{key} must be {wanted}, got {value!r}")
-
-
-def check_fractions(kind: str, params: dict, *keys: str) -> None:
-    for key in keys:
-        value = params.get(key, 0.0)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-            raise ValueError(f"{kind}.{key} must be a number in [0, 1), got {value!r}")
-
-
 # -- Keras kinds ---------------------------------------------------------------------------
 class KerasKind(ModelKind):
     """A Keras model `head([encoder(q1), encoder(q2)])`, saved as model.keras (safe mode)."""
 
     model_file = "model.keras"
 
-    def __init__(self, name: str, reads: str, build: Callable, output: str = "probability"):
+    def __init__(
+        self,
+        name: str,
+        reads: str,
+        build: Callable,
+        param_fields: dict,
+        output: str = "probability",
+    ):
         self.name, self.reads, self._build, self.output = name, reads, build, output
+        self.param_fields = param_fields
 
     def build(self, params: dict, text_model):
-        """The compiled Keras model for these params and this text model."""
-        self.check_params(params)
+        """The compiled Keras model for these params (checked first) and this text model."""
+        from pipeline.config import check_section
+
+        check_section(self.name, params, self.param_fields)
         return self._build(params, text_model)
 
     def fit(self, params, train_cfg, text_model, train, val, live_dir) -> Fitted:
@@ -155,7 +134,7 @@ class KerasKind(ModelKind):
             batch_size=params["batch_size"],
             epochs=params["epochs"],
             shuffle=True,
-            class_weight=class_weights(train["label"], train_cfg.get("class_weight")),
+            class_weight=class_weights(train["label"], train_cfg["class_weight"]),
             callbacks=callbacks,
             verbose=2,
         )
@@ -234,18 +213,16 @@ def configure_tensorflow(train_cfg: dict):
     import tensorflow as tf
 
     keras.utils.set_random_seed(int(train_cfg["seed"]))
-    if train_cfg.get("deterministic", True):
+    if train_cfg["deterministic"]:
         tf.config.experimental.enable_op_determinism()
-    if train_cfg.get("mixed_precision"):
+    if train_cfg["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
     gpus = tf.config.list_physical_devices("GPU")
-    distribute = train_cfg.get("distribute", "none")
+    distribute = train_cfg["distribute"]  # none | mirrored, checked by pipeline.config
     if distribute == "mirrored":
         strategy = tf.distribute.MirroredStrategy()
-    elif distribute == "none":
-        strategy = tf.distribute.get_strategy()
     else:
-        raise ValueError(f"train.distribute must be none or mirrored, got {distribute!r}")
+        strategy = tf.distribute.get_strategy()
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
         device = f"GPU x{len(gpus)} ({details.get('device_name', 'unknown')})"

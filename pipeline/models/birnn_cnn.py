@@ -12,11 +12,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from pipeline.config import Bool, Choice, Fraction, Int, Number
 from pipeline.models.base import (
     KerasKind,
-    check_choice,
-    check_fractions,
-    check_positive_ints,
 )
 from pipeline.models.layers import MaskedPooling, TokenMask, pair_classifier
 from pipeline.text_model import PAD_ID
@@ -59,21 +57,18 @@ def build(params: dict, text_model) -> keras.Model:
     return pair_classifier(model_encoder, params, name="birnn_cnn")
 
 
-class BiRnnCnn(KerasKind):
-    def check_params(self, params: dict) -> None:
-        check_choice(self.name, params, "rnn", tuple(RNNS))
-        check_positive_ints(
-            self.name,
-            params,
-            "rnn_units",
-            "conv_filters",
-            "conv_kernel",
-            "dense_units",
-            "head_units",
-            "batch_size",
-            "epochs",
-        )
-        check_fractions(self.name, params, "embedding_dropout", "head_dropout")
-
-
-KIND = BiRnnCnn("birnn_cnn", reads="token_ids", build=build)
+PARAMS = {
+    "rnn": Choice(*RNNS),
+    "rnn_units": Int(),
+    "conv_filters": Int(),
+    "conv_kernel": Int(),
+    "dense_units": Int(),
+    "trainable_embeddings": Bool(),
+    "embedding_dropout": Fraction(),
+    "head_units": Int(),
+    "head_dropout": Fraction(),
+    "learning_rate": Number(),
+    "batch_size": Int(),
+    "epochs": Int(),
+}
+KIND = KerasKind("birnn_cnn", reads="token_ids", build=build, param_fields=PARAMS)

@@ -14,7 +14,6 @@ the hashes, so a member that is missing or was retrained since is a clear error.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -22,17 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.io import read_json, write_json
-from pipeline.models.base import (
-    Fitted,
-    ModelKind,
-    ScoringParts,
-    check_numbers,
-    sigmoid,
-    to_probability,
-)
+from pipeline.config import Int, Names, Number
+from pipeline.errors import BundleError, ParamsError
+from pipeline.io import file_hashes, read_json, write_json
+from pipeline.models.base import Fitted, ModelKind, ScoringParts, sigmoid, to_probability
 
 MODEL_FILE = "ensemble.json"
+
+
+def _member_kinds() -> list[str]:
+    from pipeline.models import kind_names
+
+    return [name for name in kind_names() if name != "ensemble"]
 
 
 @dataclass
@@ -43,18 +43,6 @@ class MemberEncodings:
 
     def __getitem__(self, index) -> MemberEncodings:
         return MemberEncodings(tuple(rows[index] for rows in self.rows))
-
-
-def bundle_hashes(directory: Path) -> dict[str, str]:
-    """sha256 of every file of a bundle directory."""
-    hashes = {}
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        hashes[path.relative_to(directory).as_posix()] = digest.hexdigest()
-    return hashes
 
 
 def member_logits(members: list, enc_a: MemberEncodings, enc_b: MemberEncodings) -> np.ndarray:
@@ -91,36 +79,29 @@ class Ensemble(ModelKind):
     reads = "text"
     model_file = MODEL_FILE
 
-    def check_params(self, params: dict) -> None:
-        members = params.get("members")
-        if not isinstance(members, list) or len(members) < 2:
-            raise ValueError(f"ensemble.members must list two or more models, got {members!r}")
-        if self.name in members or len(set(members)) != len(members):
-            raise ValueError(f"ensemble.members must be distinct models, got {members!r}")
-        folds = params.get("folds")
-        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-            raise ValueError(f"ensemble.folds must be a whole number of 2 or more, got {folds!r}")
-        check_numbers(self.name, params, "C")
+    param_fields = {"members": Names(_member_kinds, minimum=2), "folds": Int(2), "C": Number()}
+
+    def check_params(self, section: dict, params: dict) -> None:
+        trained = params.get("train", {}).get("models", [])
+        outside = [name for name in section["members"] if name not in trained]
+        if outside:
+            raise ParamsError(
+                f"ensemble.members: {outside} not in train.models, so the pipeline does not "
+                "train them"
+            )
 
     def fit(self, params, train_cfg, text_model, train, val, live_dir) -> Fitted:
         from sklearn.linear_model import LogisticRegression
 
         from dvclive import Live
-        from pipeline.bundle import BundleError, Pairs, load_bundle
+        from pipeline.bundle import Pairs, load_bundle
 
-        self.check_params(params)
         start = time.perf_counter()
         models_dir = Path(train_cfg["models_dir"])
-        outside = [name for name in params["members"] if name not in train_cfg["models"]]
-        if outside:
-            raise SystemExit(
-                f"train: error: ensemble.members {outside} are not in train.models, so the "
-                "pipeline does not train them"
-            )
         try:
             members = [load_bundle(models_dir / name) for name in params["members"]]
         except BundleError as err:
-            raise SystemExit(f"train: error: ensemble member: {err}") from None
+            raise BundleError(f"ensemble member: {err}") from None
         pairs = Pairs.from_columns(val["q1"], val["q2"], text_model.text.unicode_form)
         rows = member_encodings(members, pairs.questions, train_cfg["predict_batch"])
         x = member_logits(members, rows[pairs.first], rows[pairs.second])
@@ -139,7 +120,7 @@ class Ensemble(ModelKind):
                 {
                     "name": name,
                     "path": os.path.relpath(models_dir / name, models_dir / self.name),
-                    "files": bundle_hashes(models_dir / name),
+                    "files": file_hashes(models_dir / name),
                 }
                 for name in params["members"]
             ],
@@ -165,7 +146,7 @@ class Ensemble(ModelKind):
         }
 
     def load(self, directory: Path) -> ScoringParts:
-        from pipeline.bundle import BundleError, load_bundle
+        from pipeline.bundle import load_bundle
 
         spec = read_json(directory / MODEL_FILE)
         members = []
@@ -173,7 +154,7 @@ class Ensemble(ModelKind):
             path = (directory / member["path"]).resolve()
             if not (path / "bundle.json").is_file():
                 raise BundleError(f"{directory}: member bundle {member['path']} is missing")
-            if bundle_hashes(path) != member["files"]:
+            if file_hashes(path) != member["files"]:
                 raise BundleError(
                     f"{directory}: member bundle {member['path']} changed since the ensemble "
                     "was fitted (retrain the ensemble)"

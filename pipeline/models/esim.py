@@ -19,12 +19,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from pipeline.config import Bool, Choice, Fraction, Int, Number
 from pipeline.models.base import (
     KerasKind,
-    check_choice,
-    check_fractions,
-    check_numbers,
-    check_positive_ints,
 )
 from pipeline.models.birnn_cnn import RNNS
 from pipeline.models.layers import (
@@ -123,21 +120,18 @@ def build(params: dict, text_model) -> keras.Model:
     return model
 
 
-class Esim(KerasKind):
-    def check_params(self, params: dict) -> None:
-        check_choice(self.name, params, "rnn", tuple(RNNS))
-        check_choice(self.name, params, "compare", COMPARES)
-        check_positive_ints(
-            self.name,
-            params,
-            "projection_units",
-            "rnn_units",
-            "head_units",
-            "batch_size",
-            "epochs",
-        )
-        check_fractions(self.name, params, "dropout", "head_dropout")
-        check_numbers(self.name, params, "learning_rate", "clipnorm")
-
-
-KIND = Esim("esim", reads="token_ids", build=build)
+PARAMS = {
+    "rnn": Choice(*RNNS),
+    "trainable_embeddings": Bool(),
+    "projection_units": Int(),
+    "rnn_units": Int(),
+    "compare": Choice(*COMPARES),
+    "dropout": Fraction(),
+    "head_units": Int(),
+    "head_dropout": Fraction(),
+    "learning_rate": Number(),
+    "clipnorm": Number(),
+    "batch_size": Int(),
+    "epochs": Int(),
+}
+KIND = KerasKind("esim", reads="token_ids", build=build, param_fields=PARAMS)

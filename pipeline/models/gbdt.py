@@ -16,14 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.config import Fraction, Int, Number
 from pipeline.io import load_npz, save_npz
 from pipeline.models.base import (
     Fitted,
     ModelKind,
     ScoringParts,
-    check_fractions,
-    check_numbers,
-    check_positive_ints,
 )
 from pipeline.pair_features import (
     FEATURE_NAMES,
@@ -52,18 +50,16 @@ class Gbdt(ModelKind):
     reads = "text"
     model_file = "gbdt.txt"
 
-    def check_params(self, params: dict) -> None:
-        check_positive_ints(
-            self.name,
-            params,
-            "num_leaves",
-            "max_rounds",
-            "min_child_samples",
-            "early_stopping_rounds",
-        )
-        check_fractions(self.name, params, "feature_fraction", "bagging_fraction")
-        check_numbers(self.name, params, "learning_rate")
-        check_numbers(self.name, params, "lambda_l2", zero_allowed=True)
+    param_fields = {
+        "learning_rate": Number(),
+        "num_leaves": Int(2),
+        "min_child_samples": Int(),
+        "feature_fraction": Fraction(),  # 0: every feature
+        "bagging_fraction": Fraction(),  # 0: every pair
+        "lambda_l2": Number(open_low=False),
+        "max_rounds": Int(),
+        "early_stopping_rounds": Int(),
+    }
 
     def fit(self, params, train_cfg, text_model, train, val, live_dir) -> Fitted:
         import lightgbm as lgb
@@ -71,7 +67,6 @@ class Gbdt(ModelKind):
 
         from dvclive import Live
 
-        self.check_params(params)
         start = time.perf_counter()
         train_questions = pd.concat([train["q1"], train["q2"]], ignore_index=True).unique()
         char_idf = fit_char_idf(pd.Series(train_questions, dtype="string"))

@@ -242,7 +242,7 @@ def classifier_head(width: int, params: dict, distance: str = "none") -> keras.M
         "head_pair": keras.layers.Dense(units, name="head_pair"),
         "head_sum": keras.layers.Add(name="head_sum"),
         "head_relu": keras.layers.ReLU(name="head_relu"),
-        "head_dropout": keras.layers.Dropout(params.get("head_dropout", 0.0), name="head_dropout"),
+        "head_dropout": keras.layers.Dropout(params["head_dropout"], name="head_dropout"),
         "probability": keras.layers.Dense(
             1, activation="sigmoid", name="probability", dtype="float32"
         ),

@@ -14,13 +14,12 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
+from pipeline.config import Int, Number
 from pipeline.io import load_npz, save_npz
 from pipeline.models.base import (
     Fitted,
     ModelKind,
     ScoringParts,
-    check_numbers,
-    check_positive_ints,
     class_weights,
     sigmoid,
 )
@@ -40,9 +39,7 @@ class Logreg(ModelKind):
     reads = "tfidf"
     model_file = "logreg.npz"
 
-    def check_params(self, params: dict) -> None:
-        check_positive_ints(self.name, params, "max_iter")
-        check_numbers(self.name, params, "C")
+    param_fields = {"C": Number(), "max_iter": Int()}
 
     def fit(self, params, train_cfg, text_model, train, val, live_dir) -> Fitted:
         from sklearn.linear_model import LogisticRegression
@@ -50,14 +47,13 @@ class Logreg(ModelKind):
 
         from dvclive import Live
 
-        self.check_params(params)
         start = time.perf_counter()
         train_x = pair_features(train["q1"], train["q2"])
         model = LogisticRegression(
             C=params["C"],
             max_iter=params["max_iter"],
             solver="liblinear",
-            class_weight=class_weights(train["label"], train_cfg.get("class_weight")),
+            class_weight=class_weights(train["label"], train_cfg["class_weight"]),
             random_state=int(train_cfg["seed"]),
         ).fit(train_x, train["label"])
         coef, intercept = model.coef_.ravel().astype(np.float32), np.float32(model.intercept_[0])

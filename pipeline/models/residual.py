@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import keras
 
-from pipeline.models.base import KerasKind, check_choice, check_fractions, check_positive_ints
+from pipeline.config import Choice, Fraction, Int
+from pipeline.models.base import KerasKind
 from pipeline.models.layers import pair_classifier
-from pipeline.models.siamese import check_tower_params, tower_from
+from pipeline.models.siamese import TOWER_PARAMS, tower_from
 
 
 def build(params: dict, text_model) -> keras.Model:
@@ -18,12 +19,10 @@ def build(params: dict, text_model) -> keras.Model:
     )
 
 
-class Residual(KerasKind):
-    def check_params(self, params: dict) -> None:
-        check_tower_params(self.name, params)
-        check_choice(self.name, params, "distance", ("euclidean", "cosine", "none"))
-        check_positive_ints(self.name, params, "head_units")
-        check_fractions(self.name, params, "head_dropout")
-
-
-KIND = Residual("residual", reads="embeddings", build=build)
+PARAMS = {
+    **TOWER_PARAMS,
+    "distance": Choice("euclidean", "cosine", "none"),
+    "head_units": Int(),
+    "head_dropout": Fraction(),
+}
+KIND = KerasKind("residual", reads="embeddings", build=build, param_fields=PARAMS)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from pipeline.models.base import KerasKind, check_choice, check_fractions, check_positive_ints
+from pipeline.config import Bool, Choice, Fraction, Int, Number
+from pipeline.models.base import KerasKind
 from pipeline.models.layers import ContrastiveLoss, DistanceAccuracy, distance_head, pair_model
 
 BN_POSITIONS = ("before_relu", "after_relu")
@@ -59,10 +60,10 @@ def tower_from(params: dict, input_dim: int) -> keras.Model:
         input_dim,
         units=params["units"],
         depth=params["depth"],
-        bn_position=params.get("bn_position", "before_relu"),
-        residual=params.get("residual", True),
-        concat_layers=params.get("concat_layers", True),
-        dropout=params.get("dropout", 0.0),
+        bn_position=params["bn_position"],
+        residual=params["residual"],
+        concat_layers=params["concat_layers"],
+        dropout=params["dropout"],
     )
 
 
@@ -79,16 +80,16 @@ def build(params: dict, text_model) -> keras.Model:
     return model
 
 
-def check_tower_params(kind: str, params: dict) -> None:
-    check_positive_ints(kind, params, "units", "depth", "batch_size", "epochs")
-    check_choice(kind, params, "bn_position", BN_POSITIONS)
-    check_fractions(kind, params, "dropout")
-
-
-class Siamese(KerasKind):
-    def check_params(self, params: dict) -> None:
-        check_tower_params(self.name, params)
-        check_choice(self.name, params, "distance", ("euclidean", "cosine"))
-
-
-KIND = Siamese("siamese", reads="embeddings", build=build, output="distance")
+TOWER_PARAMS = {
+    "units": Int(),
+    "depth": Int(),
+    "bn_position": Choice(*BN_POSITIONS),
+    "residual": Bool(),
+    "concat_layers": Bool(),
+    "dropout": Fraction(),
+    "learning_rate": Number(),
+    "batch_size": Int(),
+    "epochs": Int(),
+}
+PARAMS = {**TOWER_PARAMS, "distance": Choice("euclidean", "cosine"), "margin": Number()}
+KIND = KerasKind("siamese", reads="embeddings", build=build, param_fields=PARAMS, output="distance")

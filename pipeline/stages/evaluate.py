@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 
 from pipeline.bundle import load_bundle
-from pipeline.config import model_stage_main
+from pipeline.config import run_stage
 from pipeline.io import write_json
 from pipeline.metrics import blog_precision, classification_metrics
 from pipeline.models import get_kind
 
 log = logging.getLogger("evaluate")
+SECTIONS = ("data", "train", "evaluate")  # params.yaml sections read, checked first
 PLOTS = ("roc", "precision_recall", "confusion_matrix", "calibration")
 
 
@@ -73,7 +74,7 @@ def write_plots(directory: Path, labels: np.ndarray, probs: np.ndarray, threshol
 
 
 def main(argv: list[str] | None = None) -> None:
-    model_stage_main(__doc__.splitlines()[0], run, argv)
+    run_stage("evaluate", __doc__.splitlines()[0], run, SECTIONS, argv, per_model=True)
 
 
 if __name__ == "__main__":

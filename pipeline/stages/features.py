@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from pipeline.config import load_params, setup_logging, stage_parser
+from pipeline.config import run_stage
 from pipeline.io import save_npz, write_json
 from pipeline.text import TextConfig
 from pipeline.text_model import TextModel, save_tfidf
 from pipeline.word_vectors import load_vectors
 
 log = logging.getLogger("features")
+SECTIONS = ("data", "text", "vectors", "features")  # params.yaml sections read, checked first
 SPLITS = ("train", "val")  # what training reads
 
 
@@ -84,9 +85,7 @@ def run(params: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_parser(__doc__.splitlines()[0]).parse_args(argv)
-    setup_logging()
-    run(load_params(args.params))
+    run_stage("features", __doc__.splitlines()[0], run, SECTIONS, argv)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,13 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import train_test_split
 
-from pipeline.config import load_params, setup_logging, stage_parser
+from pipeline.config import run_stage
 from pipeline.io import InputError, write_json, write_parquet
 from pipeline.raw_data import read_manifest, read_pairs
-from pipeline.text import normalize, tokenize
+from pipeline.text import TextConfig, canonical, normalize, tokenize
 
 log = logging.getLogger("prepare")
+SECTIONS = ("data", "split", "text")  # params.yaml sections read, checked first
 SPLITS = ("train", "val", "test")
 
 
@@ -31,7 +32,7 @@ def load_raw(data: dict) -> tuple[pd.DataFrame, dict]:
     raw_dir = Path(data["raw_dir"])
     manifest = read_manifest(raw_dir)
     path = raw_dir / manifest["file"]
-    frame = read_pairs(path, data["encoding_errors"])
+    frame = read_pairs(path)
     expected = data.get("expected_rows")
     if manifest["kind"] == "quora" and expected and len(frame) != expected:
         raise InputError(
@@ -58,15 +59,24 @@ def parse_labels(frame: pd.DataFrame, policy: str, source: str) -> tuple[pd.Seri
     return numeric.fillna(-1).astype(np.int8), pd.Series(bad, index=frame.index)
 
 
-def clean(frame: pd.DataFrame, data: dict, source: str) -> tuple[pd.DataFrame, dict]:
+def question_keys(frame: pd.DataFrame, text: TextConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of both columns' questions by their text-core form: questions that differ only
+    in what the text core erases (case, spacing around symbols) are one question."""
+    both = pd.concat([frame["question1"], frame["question2"]], ignore_index=True)
+    codes, _ = pd.factorize(canonical(both, text).to_numpy(zero_copy_only=False))
+    return codes[: len(frame)], codes[len(frame) :]
+
+
+def clean(
+    frame: pd.DataFrame, data: dict, text: TextConfig, source: str
+) -> tuple[pd.DataFrame, dict]:
     """Apply the cleaning rules in order; return the kept rows and a count per drop reason."""
     frame = frame.reset_index(drop=True).copy()
     dropped: dict[str, int] = {}
-    form = data.get("unicode_form", "NFKC")  # text.unicode_form, passed in by run()
     for col in ("question1", "question2"):
-        frame[col] = normalize(frame[col], form).to_numpy()
+        frame[col] = normalize(frame[col], text.unicode_form).to_numpy()
 
-    labels, bad_label = parse_labels(frame, data.get("invalid_labels", "error"), source)
+    labels, bad_label = parse_labels(frame, data["invalid_labels"], source)
     frame["is_duplicate"] = labels.to_numpy()
 
     missing = (
@@ -90,40 +100,37 @@ def clean(frame: pd.DataFrame, data: dict, source: str) -> tuple[pd.DataFrame, d
         keep &= ~mask
     frame = frame[keep].reset_index(drop=True)
 
-    if data.get("drop_duplicate_pairs", True):
-        a = frame["question1"].to_numpy(dtype=object)
-        b = frame["question2"].to_numpy(dtype=object)
-        swap = a > b
-        key = pd.DataFrame({"lo": np.where(swap, b, a), "hi": np.where(swap, a, b)})
+    if data["drop_duplicate_pairs"]:
+        a, b = question_keys(frame, text)
+        key = pd.DataFrame({"lo": np.minimum(a, b), "hi": np.maximum(a, b)})
         dup = key.duplicated(keep="first").to_numpy()
         dropped["duplicate_pair"] = int(dup.sum())
         frame = frame[~dup].reset_index(drop=True)
     return frame, dropped
 
 
-def _component_ids(frame: pd.DataFrame) -> np.ndarray:
+def _component_ids(q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
     """Connected component of each pair in the graph question -- pair -- question."""
-    keys = pd.concat([frame["question1"], frame["question2"]], ignore_index=True).str.casefold()
-    codes, uniques = pd.factorize(keys)
-    n = len(frame)
-    q1, q2 = codes[:n], codes[n:]
-    graph = coo_matrix((np.ones(n), (q1, q2)), shape=(len(uniques), len(uniques)))
+    n_questions = int(max(q1.max(), q2.max())) + 1
+    graph = coo_matrix((np.ones(len(q1)), (q1, q2)), shape=(n_questions, n_questions))
     _, labels = connected_components(graph, directed=False)
     return labels[q1]
 
 
-def split_pairs(frame: pd.DataFrame, split: dict) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Split into train/val/test by `split.strategy`; returns the parts and split facts."""
+def split_pairs(
+    frame: pd.DataFrame, split: dict, text: TextConfig
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Split into train/val/test by `split.strategy`; returns the parts and split facts.
+
+    Too few pairs for the split (a part would be empty, or a class too rare to stratify) is
+    a ValueError saying why.
+    """
     fractions = np.array([split["train"], split["val"], split["test"]], dtype=float)
-    if not np.isclose(fractions.sum(), 1.0):
-        raise ValueError(f"params.yaml split fractions must sum to 1, got {fractions.sum():.3f}")
     seed = int(split["seed"])
-    strategy = split.get("strategy", "random")
-    info = {"strategy": strategy, "seed": seed}
-    if strategy == "random":
-        labels = frame["is_duplicate"]
+    info = {"strategy": split["strategy"], "seed": seed}
+    if split["strategy"] == "random":
         train, rest = train_test_split(
-            frame, train_size=fractions[0], random_state=seed, stratify=labels
+            frame, train_size=fractions[0], random_state=seed, stratify=frame["is_duplicate"]
         )
         val, test = train_test_split(
             rest,
@@ -133,17 +140,16 @@ def split_pairs(frame: pd.DataFrame, split: dict) -> tuple[dict[str, pd.DataFram
         )
         parts = {"train": train, "val": val, "test": test}
         info["pairs_dropped_for_disjointness"] = 0
-    elif strategy == "question_disjoint":
-        parts, dropped = _question_disjoint(frame, fractions, seed)
+    else:  # question_disjoint
+        parts, dropped = _question_disjoint(frame, fractions, seed, text)
         info["pairs_dropped_for_disjointness"] = dropped
-    else:
-        raise ValueError(
-            f"params.yaml split.strategy must be random or question_disjoint, got {strategy!r}"
-        )
+    empty = [name for name, part in parts.items() if len(part) == 0]
+    if empty:
+        raise ValueError(f"the {' and '.join(empty)} split would be empty")
     return {k: v.reset_index(drop=True) for k, v in parts.items()}, info
 
 
-def _question_disjoint(frame: pd.DataFrame, fractions: np.ndarray, seed: int):
+def _question_disjoint(frame: pd.DataFrame, fractions: np.ndarray, seed: int, text: TextConfig):
     """Whole connected components go to one split, so no question text crosses splits.
 
     Components are placed in random order by cumulative size against the split fractions.
@@ -153,7 +159,8 @@ def _question_disjoint(frame: pd.DataFrame, fractions: np.ndarray, seed: int):
     """
     rng = np.random.default_rng(seed)
     n = len(frame)
-    comp = _component_ids(frame)
+    q1, q2 = question_keys(frame, text)
+    comp = _component_ids(q1, q2)
     sizes = np.bincount(comp)
     giant = sizes > fractions[0] * n
     order = rng.permutation(len(sizes))
@@ -167,10 +174,8 @@ def _question_disjoint(frame: pd.DataFrame, fractions: np.ndarray, seed: int):
     keep = np.ones(n, dtype=bool)
     in_giant = giant[comp]
     if in_giant.any():
-        keys = pd.concat([frame["question1"], frame["question2"]], ignore_index=True).str.casefold()
-        codes, uniques = pd.factorize(keys)
-        question_split = rng.choice(3, size=len(uniques), p=fractions)
-        s1, s2 = question_split[codes[:n]], question_split[codes[n:]]
+        question_split = rng.choice(3, size=int(max(q1.max(), q2.max())) + 1, p=fractions)
+        s1, s2 = question_split[q1], question_split[q2]
         split_of_pair = np.where(in_giant, s1, split_of_pair)
         keep = ~in_giant | (s1 == s2)
     parts = {name: frame[(split_of_pair == i) & keep] for i, name in enumerate(SPLITS)}
@@ -197,34 +202,33 @@ def describe(part: pd.DataFrame) -> dict:
 
 def run(params: dict) -> dict:
     data, split = params["data"], params["split"]
+    text = TextConfig.from_dict(params["text"])
     raw, source_info = load_raw(data)
     log.info("read %d rows from %s", len(raw), source_info["source"])
-    cleaning = {**data, "unicode_form": params["text"]["unicode_form"]}
-    cleaned, dropped = clean(raw, cleaning, source_info["source"])
-    parts, split_info = split_pairs(cleaned, split)
+    cleaned, dropped = clean(raw, data, text, source_info["source"])
+    report = {**source_info, "rows_kept": len(cleaned), "dropped": dropped}
+    try:
+        parts, split_info = split_pairs(cleaned, split, text)
+    except ValueError as err:
+        write_json(data["report"], report)  # the drop counts say why so few rows were kept
+        reasons = ", ".join(f"{n} {reason}" for reason, n in dropped.items() if n) or "none"
+        raise InputError(
+            f"{source_info['source']}: {len(raw)} rows read, {len(cleaned)} kept (dropped: "
+            f"{reasons}); too few to split {split['strategy']}ly into train/val/test: {err} "
+            f"(see {data['report']})"
+        ) from None
     out_dir = Path(data["processed_dir"])
     for name, part in parts.items():
         write_parquet(out_dir / f"{name}.parquet", part)
         log.info("wrote %s/%s.parquet (%d pairs)", out_dir, name, len(part))
-    report = {
-        **source_info,
-        "rows_kept": len(cleaned),
-        "dropped": dropped,
-        "split": split_info,
-        **{name: describe(part) for name, part in parts.items()},
-    }
+    report.update(split=split_info, **{name: describe(part) for name, part in parts.items()})
     write_json(data["report"], report)
     log.info("wrote %s", data["report"])
     return report
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_parser(__doc__.splitlines()[0]).parse_args(argv)
-    setup_logging()
-    try:
-        run(load_params(args.params))
-    except (InputError, ValueError) as err:
-        raise SystemExit(f"prepare: error: {err}") from None
+    run_stage("prepare", __doc__.splitlines()[0], run, SECTIONS, argv)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.config import load_params, setup_logging, stage_parser
-from pipeline.download import DownloadError
-from pipeline.io import InputError
+from pipeline.config import run_stage
 from pipeline.raw_data import fetch
 
 log = logging.getLogger("raw")
+SECTIONS = ("data", "demo")  # params.yaml sections read, checked first
 
 
 def run(params: dict) -> dict:
@@ -24,12 +23,7 @@ def run(params: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_parser(__doc__.splitlines()[0]).parse_args(argv)
-    setup_logging()
-    try:
-        run(load_params(args.params))
-    except (InputError, DownloadError) as err:
-        raise SystemExit(f"raw: error: {err}") from None
+    run_stage("raw", __doc__.splitlines()[0], run, SECTIONS, argv)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipeline.config import load_params, setup_logging, stage_parser
+from pipeline.config import run_stage
 from pipeline.io import atomic_path, read_json
 from pipeline.metrics import METRIC_KEYS
 
 log = logging.getLogger("report")
+SECTIONS = ("train", "evaluate")  # params.yaml sections read, checked first
 COLUMNS = [*METRIC_KEYS, "train_seconds", "device"]
 
 
@@ -61,10 +62,12 @@ def run(params: dict) -> str:
     return text
 
 
+def print_table(params: dict) -> None:
+    print(run(params))
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = stage_parser(__doc__.splitlines()[0]).parse_args(argv)
-    setup_logging()
-    print(run(load_params(args.params)))
+    run_stage("report", __doc__.splitlines()[0], print_table, SECTIONS, argv)
 
 
 if __name__ == "__main__":

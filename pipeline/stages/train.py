@@ -12,22 +12,20 @@ import logging
 from pathlib import Path
 
 from pipeline.bundle import same_text_is_duplicate, save_bundle
-from pipeline.config import model_stage_main
+from pipeline.config import check_params, run_stage
 from pipeline.metrics import choose_threshold, classification_metrics
 from pipeline.models import get_kind
 from pipeline.models.base import fit_calibration, to_probability
 from pipeline.text_model import TextModel, load_pairs
 
 log = logging.getLogger("train")
+SECTIONS = ("data", "features", "train", "evaluate")  # params.yaml sections read, checked first
 
 
 def run(params: dict, name: str) -> dict:
+    check_params(params, (name,))  # before any work, also when called from Python
     kind = get_kind(name)
     train_cfg, cfg = params["train"], params[name]
-    try:
-        kind.check_params(cfg)
-    except ValueError as err:
-        raise SystemExit(f"train: error: params: {err}") from None
     features_dir = Path(params["features"]["dir"])
     text_model = TextModel.load(features_dir)
     processed_dir = params["data"]["processed_dir"]
@@ -73,7 +71,7 @@ def run(params: dict, name: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    model_stage_main(__doc__.splitlines()[0], run, argv)
+    run_stage("train", __doc__.splitlines()[0], run, SECTIONS, argv, per_model=True)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,13 @@ import pyarrow.compute as pc
 from gensim.models import FastText, KeyedVectors, Word2Vec
 from gensim.test.utils import datapath
 
-from pipeline.config import load_params, setup_logging, stage_parser
-from pipeline.io import InputError, write_json
+from pipeline.config import run_stage
+from pipeline.io import write_json
 from pipeline.text import TextConfig, tokenize
 from pipeline.word_vectors import load_pretrained, save_vectors, vocabulary
 
 log = logging.getLogger("vectors")
+SECTIONS = ("data", "text", "vectors")  # params.yaml sections read, checked first
 
 
 def split_tokens(processed_dir: str | Path, split: str, config: TextConfig) -> pa.ListArray:
@@ -49,8 +50,8 @@ def train_glove_vectors(tokens: pa.ListArray, cfg: dict) -> KeyedVectors:
         cfg["epochs"],
         cfg["learning_rate"],
         cfg["batch_size"],
-        cfg.get("x_max", 100.0),
-        cfg.get("alpha", 0.75),
+        cfg["x_max"],
+        cfg["alpha"],
         cfg["seed"],
     )
     kv = KeyedVectors(cfg["dim"])
@@ -68,13 +69,13 @@ def train_gensim_vectors(tokens: pa.ListArray, cfg: dict) -> KeyedVectors:
         min_count=cfg["min_count"],
         epochs=cfg["epochs"],
         seed=cfg["seed"],
-        sg=int(cfg.get("skip_gram", 1)),
+        sg=cfg["skip_gram"],
         workers=int(cfg.get("workers") or os.cpu_count() or 1),
     )
     if cfg["method"] == "word2vec":
         model = Word2Vec(sentences, **common)
     else:
-        model = FastText(sentences, bucket=int(cfg.get("bucket", 200_000)), **common)
+        model = FastText(sentences, bucket=cfg["bucket"], **common)
     return model.wv
 
 
@@ -122,20 +123,13 @@ def run(params: dict) -> dict:
             kv = train_glove_vectors(train_tokens, cfg)
             info["glove_loss_first_epoch"] = kv.glove_losses[0]
             info["glove_loss_last_epoch"] = kv.glove_losses[-1]
-        elif cfg["method"] in ("word2vec", "fasttext"):
+        else:  # word2vec | fasttext
             kv = train_gensim_vectors(train_tokens, cfg)
-        else:
-            raise InputError(
-                f"vectors.method must be glove, word2vec or fasttext, got {cfg['method']!r}"
-            )
-    elif cfg["source"] == "pretrained":
-        # Only words of the train split can carry weight downstream, so keep just those.
+    else:  # pretrained: only words of the train split can carry weight downstream
         kv, source_info = load_pretrained(
-            str(cfg["pretrained"]), vocabulary(train_tokens), cfg.get("pretrained_format", "auto")
+            str(cfg["pretrained"]), vocabulary(train_tokens), cfg["pretrained_format"]
         )
         info.update(source_info)
-    else:
-        raise InputError(f"vectors.source must be train or pretrained, got {cfg['source']!r}")
     info["seconds"] = round(time.perf_counter() - start, 2)
     info.update(vocab_size=len(kv), dim=int(kv.vector_size))
     info.update(oov_rates(kv, val_tokens))
@@ -150,12 +144,7 @@ def run(params: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_parser(__doc__.splitlines()[0]).parse_args(argv)
-    setup_logging()
-    try:
-        run(load_params(args.params))
-    except InputError as err:
-        raise SystemExit(f"vectors: error: {err}") from None
+    run_stage("vectors", __doc__.splitlines()[0], run, SECTIONS, argv)
 
 
 if __name__ == "__main__":
