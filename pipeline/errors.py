@@ -20,3 +20,18 @@ class BundleError(UserError):
 
 class DownloadError(UserError):
     """The download failed; the message says how to get the file by hand or run offline."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that a CLI unwinds as for Ctrl-C: temporary
+    files are removed on the way out and the exit status says what happened."""
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into Terminated for the rest of this process."""
+    import signal
+
+    def raise_terminated(signum, frame):
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, raise_terminated)

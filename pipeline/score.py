@@ -16,7 +16,6 @@ import argparse
 import gc
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from pipeline.bundle import Bundle, Pairs, load_bundle
-from pipeline.errors import UserError
+from pipeline.errors import Terminated, UserError, exit_on_sigterm
 from pipeline.io import (
     InputError,
     atomic_path,
@@ -235,14 +234,6 @@ def _probability(text: str) -> float:
     return value
 
 
-class Terminated(Exception):
-    """SIGTERM, turned into an exception so that temporary files are removed on the way out."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -286,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    exit_on_sigterm()
     try:
         counts = score_file(
             args.model,

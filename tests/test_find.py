@@ -1,0 +1,127 @@
+"""Finding the known duplicates of new questions: index, re-rank, add, and their errors."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from conftest import ROOT, our_lines, rehash
+
+from pipeline.bundle import load_bundle
+from pipeline.errors import InputError
+from pipeline.find import QuestionIndex, evaluate_retrieval, open_finder
+
+SETTINGS = {"kind": "hnsw", "hnsw_m": 16, "ef_construction": 64, "ef_search": 64, "candidates": 20}
+BANK = [
+    "How do I learn Python quickly?",
+    "What is the capital of France?",
+    "How can I lose weight fast?",
+    "Which laptop is best for programming?",
+    "Why is the sky blue?",
+    "How do I cook rice in a pot?",
+]
+
+
+def cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.find", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def index_dir(bundles, tmp_path):
+    bundle = load_bundle(bundles["logreg"])
+    index = QuestionIndex.build(BANK, [f"q{i}" for i in range(len(BANK))], bundle, SETTINGS)
+    index.save(tmp_path / "index")
+    return tmp_path / "index"
+
+
+def test_round_trip_finds_the_known_question_first(bundles, index_dir):
+    finder = open_finder(index_dir)
+    assert finder.bundle.directory == bundles["logreg"]
+    matches = finder.find(["how do I learn python quickly ?", "Why is the sky BLUE?"], top_k=3)
+    first = matches[matches["rank"] == 1].set_index("query_row")
+    assert first.loc[0, "bank_id"] == "q0" and first.loc[1, "bank_id"] == "q4"
+    assert (first["probability"] == 1.0).all() and first["duplicate"].all()  # same text
+    assert matches.groupby("query_row").size().tolist() == [3, 3]
+    assert (matches.groupby("query_row")["probability"].diff().dropna() <= 0).all()
+
+
+def test_a_query_with_an_error_keeps_its_row(index_dir):
+    matches = open_finder(index_dir).find(["\u200b", "Why is the sky blue?", None], top_k=2)
+    errors = matches.drop_duplicates("query_row").set_index("query_row")["error"]
+    assert errors.to_dict() == {0: "query is empty", 1: "", 2: "query is missing"}
+
+
+def test_add_questions_then_find_them_through_the_cli(index_dir, tmp_path):
+    more = tmp_path / "more.csv"
+    pd.DataFrame(
+        {"id": ["n1", "n2"], "question": ["How do I train a puppy?", "What is a black hole?"]}
+    ).to_csv(more, index=False)
+    result = cli("--index", index_dir, "--add", more, "--id-col", "id")
+    assert result.returncode == 0, result.stderr
+    assert "added 2 of 2 questions; 8 in" in result.stderr
+    assert len(QuestionIndex.load(index_dir).bank) == 8
+    queries = tmp_path / "queries.csv"
+    pd.DataFrame({"question": ["how do i train a puppy?", ""]}).to_csv(queries, index=False)
+    result = cli(
+        "--index", index_dir, "--input", queries, "--output", tmp_path / "m.csv", "--top-k", 2
+    )
+    assert result.returncode == 0, result.stderr
+    out = pd.read_csv(tmp_path / "m.csv", keep_default_na=False)
+    best = out[(out["query_row"] == 0) & (out["rank"] == 1)].iloc[0]
+    assert best["bank_id"] == "n1" and best["bank_question"] == "How do I train a puppy?"
+    assert out[out["query_row"] == 1]["error"].tolist() == ["query is missing"]
+    single = cli("--index", index_dir, "--query", "What is a black hole?", "--top-k", 1)
+    assert single.returncode == 0 and "What is a black hole?" in single.stdout
+
+
+def test_an_index_that_does_not_match_the_bundle_is_a_clear_error(bundles, index_dir, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(bundles["logreg"], other)
+    meta = json.loads((other / "text_model.json").read_text())
+    (other / "text_model.json").write_text(json.dumps(meta, indent=1))  # another text model file
+    rehash(other)
+    with pytest.raises(InputError, match="built with another text model"):
+        open_finder(index_dir, other)
+    result = cli("--index", index_dir, "--model", other, "--query", "Why is the sky blue?")
+    assert result.returncode == 2 and len(our_lines(result.stderr)) == 1
+    assert "built with another text model" in result.stderr
+
+
+def test_damaged_or_missing_index_and_bad_input_are_one_line(index_dir, tmp_path):
+    (index_dir / "bank.parquet").write_bytes(b"PAR1 damaged")
+    result = cli("--index", index_dir, "--query", "Why is the sky blue?")
+    assert result.returncode == 2 and "index corrupted: bank.parquet" in result.stderr
+    result = cli("--index", tmp_path / "nothing", "--query", "x")
+    assert result.returncode == 2 and "not a question index" in result.stderr
+    (tmp_path / "q.csv").write_text("text\nWhy?\n")
+    result = cli(
+        "--index", index_dir, "--input", tmp_path / "q.csv", "--output", tmp_path / "o.csv"
+    )
+    assert result.returncode == 2 and "q.csv: missing column(s) question" in result.stderr
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_retrieval_metrics_on_known_duplicates(featurized, bundles):
+    processed = featurized["data"]["processed_dir"]
+    splits = {s: pd.read_parquet(f"{processed}/{s}.parquet") for s in ("train", "val", "test")}
+    bundle = load_bundle(bundles["logreg"])
+    approximate = evaluate_retrieval(bundle, SETTINGS, splits)
+    exact = evaluate_retrieval(bundle, {**SETTINGS, "kind": "flat"}, splits)
+    assert approximate["queries"] > 10
+    for part in ("candidates", "exact", "reranked"):
+        recalls = [approximate[part][f"recall@{k}"] for k in (1, 5, 10)]
+        assert 0 <= recalls[0] <= recalls[1] <= recalls[2] <= 1
+    assert exact["candidates"] == exact["exact"]  # flat search is the exact search
+    # re-ranking only reorders the candidates: the recall over all of them is unchanged
+    every = f"recall@{SETTINGS['candidates']}"
+    assert approximate["reranked"][every] == approximate["candidates"][every]
+    reranked = approximate["reranked"]
+    assert reranked["recall@1"] <= reranked["mrr"] <= reranked[every]
