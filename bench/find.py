@@ -31,7 +31,16 @@ from pipeline.bundle import load_bundle
 from pipeline.find import Finder, QuestionIndex, evaluate_retrieval
 from pipeline.io import write_json
 
-SETTINGS_KEYS = ("kind", "hnsw_m", "ef_construction", "ef_search", "candidates")
+SETTINGS_KEYS = (
+    "vectors",
+    "tfidf_dim",
+    "seed",
+    "kind",
+    "hnsw_m",
+    "ef_construction",
+    "ef_search",
+    "candidates",
+)
 
 
 def generated_bank(questions: pd.Series, size: int, seed: int = 0) -> pd.Series:
@@ -81,22 +90,30 @@ def main() -> None:
     processed = Path(yaml.safe_load((run / "params.yaml").read_text())["data"]["processed_dir"])
     splits = {s: pd.read_parquet(processed / f"{s}.parquet") for s in ("train", "val", "test")}
     bundles = {name: load_bundle(run / "models" / name) for name in args.models}
+    first = next(iter(bundles.values()))  # every bundle of the run has the same text model
     report = {
         "date": date.today().isoformat(),
         "machine": machine(),
         "settings": settings,
         "top_k": top_k,
         "retrieval": {},
+        "candidates_by_vectors": {},
         "banks": {},
     }
     for name, bundle in bundles.items():
         report["retrieval"][name] = evaluate_retrieval(bundle, settings, splits)
         print(name, report["retrieval"][name])
+    for vectors in ("tfidf", "embedding"):  # what the candidates find, by vector kind
+        figures = evaluate_retrieval(first, {**settings, "vectors": vectors}, splits)
+        report["candidates_by_vectors"][vectors] = {
+            "candidates": figures["candidates"],
+            "exact": figures["exact"],
+        }
+        print(vectors, report["candidates_by_vectors"][vectors])
 
     every = pd.concat([splits[s][c] for s in splits for c in ("question1", "question2")])
     test = splits["test"]
     queries = test["question1"].iloc[: args.queries].reset_index(drop=True)
-    first = next(iter(bundles.values()))
     for size in args.sizes:
         bank = generated_bank(every, size)
         start = time.perf_counter()
@@ -113,7 +130,8 @@ def main() -> None:
             "models": {},
         }
         for name, bundle in bundles.items():
-            finder = Finder(index, bundle, settings["candidates"])
+            blend = report["retrieval"][name]["blend"]
+            finder = Finder(index, bundle, settings["candidates"], blend)
             finder.find(queries.iloc[:5], top_k)  # warm-up: the first calls trace graphs
             figures["models"][name] = latency(finder, queries, top_k)
             print(size, name, figures["models"][name])

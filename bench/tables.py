@@ -205,6 +205,81 @@ def scoring_section(report: dict) -> list[str]:
     return lines
 
 
+def find_section(report: dict) -> list[str]:
+    settings = report["settings"]
+    lines = [
+        "## Finding duplicates",
+        "",
+        "`bench/find.py`, with the bundles of a `bench/accuracy.py` run on the real subset "
+        f"(random split, own GloVe, seed 42). Index: {settings['kind']} (M {settings['hnsw_m']}, "
+        f"efConstruction {settings['ef_construction']}, efSearch {settings['ef_search']}) over "
+        + (
+            f"the questions' TF-IDF rows projected to {settings['tfidf_dim']} dimensions"
+            if settings["vectors"] == "tfidf"
+            else "the TF-IDF-weighted means of word vectors"
+        )
+        + f"; {settings['candidates']} candidates re-ranked, top "
+        f"{report['top_k']} returned. Measured {measured_on(report)}.",
+        "",
+        "Recall of the test split's known duplicates, with every question of every split in "
+        "the bank:",
+        "",
+    ]
+    for model, figures in report["retrieval"].items():
+        ks = [key for key in figures["candidates"] if key.startswith("recall@")]
+        lines += [
+            f"Re-ranked by `{model}` ({figures['queries']:,} queries, "
+            f"{figures['bank_questions']:,} questions in the bank). model_only ranks the "
+            f"candidates by the model's probability alone; reranked by {1 - figures['blend']:.2f} "
+            f"x probability + {figures['blend']:.2f} x cosine, the weight with the best MRR on "
+            "the validation split's duplicates:",
+            "",
+            "| | " + " | ".join(ks) + " | MRR |",
+            "|---" + "|---:" * (len(ks) + 1) + "|",
+        ]
+        for part in ("candidates", "exact", "model_only", "reranked"):
+            cells = [f"{figures[part][k]:.3f}" for k in ks]
+            mrr = f"{figures[part]['mrr']:.3f}" if "mrr" in figures[part] else "-"
+            lines.append(f"| {part} | " + " | ".join(cells) + f" | {mrr} |")
+        lines.append("")
+    by_vectors = report.get("candidates_by_vectors", {})
+    if by_vectors:
+        ks = [
+            key
+            for key in next(iter(by_vectors.values()))["candidates"]
+            if key.startswith("recall@")
+        ]
+        lines += [
+            "Candidates by vector kind (HNSW, and exact search with the same vectors):",
+            "",
+            "| vectors | search | " + " | ".join(ks) + " |",
+            "|---|---" + "|---:" * len(ks) + "|",
+        ]
+        for vectors, figures in by_vectors.items():
+            for search in ("candidates", "exact"):
+                cells = [f"{figures[search][k]:.3f}" for k in ks]
+                name = "HNSW" if search == "candidates" else "exact"
+                lines.append(f"| {vectors} | {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [
+        "Speed, per bank size (the subset's questions plus generated variants of them): "
+        "single queries end to end (normalize, embed, search, re-rank), and 2,000 queries at "
+        "once.",
+        "",
+        "| bank | build (s) | index bytes / question | re-ranked by | p50 (ms) | p99 (ms) "
+        "| batch queries/s |",
+        "|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for size, bank in report["banks"].items():
+        for model, speed in bank["models"].items():
+            lines.append(
+                f"| {int(size):,} | {bank['build_seconds']} | {bank['index_bytes_per_question']} "
+                f"| `{model}` | {speed['p50_ms']} | {speed['p99_ms']} "
+                f"| {speed['batch_queries_per_s']:,} |"
+            )
+    return [*lines, ""]
+
+
 def benchmarks_md() -> str:
     lines = [
         "# Benchmarks",
@@ -219,6 +294,8 @@ def benchmarks_md() -> str:
     lines += train_speed_section(load("train_speed_cpu.json"), load("train_speed_h100_jax.json"))
     if (report := load("scoring.json")) is not None:
         lines += scoring_section(report)
+    if (report := load("find.json")) is not None:
+        lines += find_section(report)
     if (report := load("pair_features.json")) is not None:
         lines += pair_features_section(report)
     if (report := load("embeddings.json")) is not None:

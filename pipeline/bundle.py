@@ -18,6 +18,7 @@ import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -29,29 +30,31 @@ from pipeline.errors import BundleError
 from pipeline.io import file_hashes, read_json, sha256_of, write_json
 from pipeline.models import get_kind, kind_names
 from pipeline.models.base import ModelKind, ScoringParts, in_batches, to_probability
-from pipeline.text import normalize, to_arrow
+from pipeline.text import TextConfig, canonical, normalize, to_arrow
 from pipeline.text_model import READS, TextModel
 
+DEFAULT_TEXT = TextConfig()
 FORMAT_VERSION = 3  # 2: Keras models are encoder + head parts; 3: sha256 of every file
 
 
 @dataclass
 class Pairs:
     """Pairs as codes into their distinct normalized questions, so each question is
-    normalized and encoded once however often it repeats, and `first == second` says that a
-    pair's two questions normalize to the same text."""
+    normalized and encoded once however often it repeats; `keys` tells which of them the text
+    core makes the same question (they differ only in case or spacing around symbols)."""
 
     questions: pd.Series  # distinct questions, normalized
     first: np.ndarray  # per pair: index into `questions` of question 1
     second: np.ndarray
     errors: np.ndarray  # per pair: '' when it can be scored, else what is wrong
+    text_config: TextConfig
 
     @classmethod
-    def from_columns(cls, q1, q2, unicode_form: str = "NFKC") -> Pairs:
+    def from_columns(cls, q1, q2, text_config: TextConfig = DEFAULT_TEXT) -> Pairs:
         q1, q2 = pd.Series(q1), pd.Series(q2)
         n = len(q1)
         codes, distinct = _distinct_texts(q1, q2)
-        text = normalize(distinct, unicode_form)
+        text = normalize(distinct, text_config.unicode_form)
         empty = (text.fillna("") == "").to_numpy(dtype=bool)
         problem = np.where(empty, "empty", "").astype(object)
         problem = np.append(problem, ["not text", "missing"])  # codes -2 and -1 pick these
@@ -66,7 +69,17 @@ class Pairs:
         codes = np.where(codes < 0, 0, codes)
         if len(renumber):
             codes = renumber[codes]
-        return cls(pd.Series(questions, dtype="string"), codes[:n], codes[n:], errors)
+        questions = pd.Series(questions, dtype="string")
+        return cls(questions, codes[:n], codes[n:], errors, text_config)
+
+    @cached_property
+    def keys(self) -> np.ndarray:
+        """Per distinct question: a code of its text-core form (tokenized when first asked)."""
+        return same_question_keys(self.questions, self.text_config)
+
+    def same_question(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Per pair: whether its two questions are one question to the text core."""
+        return self.keys[first] == self.keys[second]
 
     @property
     def valid(self) -> np.ndarray:
@@ -90,6 +103,12 @@ def _distinct_texts(q1: pd.Series, q2: pd.Series) -> tuple[np.ndarray, object]:
     codes, distinct = pd.factorize(both, use_na_sentinel=True)
     codes[not_text] = -2
     return codes, pd.Series(distinct, dtype=object)
+
+
+def same_question_keys(questions: pd.Series, text_config: TextConfig) -> np.ndarray:
+    """Codes of normalized questions by their text-core form (equal code: same question)."""
+    keys, _ = pd.factorize(canonical(questions, text_config).to_numpy(zero_copy_only=False))
+    return keys
 
 
 def same_text_is_duplicate(probability: np.ndarray, same_text: np.ndarray) -> np.ndarray:
@@ -136,7 +155,7 @@ class Bundle:
         Every question must be text that is not empty after normalization.
         """
         _check_pair_lists(q1s, q2s)
-        pairs = Pairs.from_columns(q1s, q2s, self.text_model.text.unicode_form)
+        pairs = Pairs.from_columns(q1s, q2s, self.text_model.text)
         if not pairs.valid.all():
             row = int(np.flatnonzero(~pairs.valid)[0])
             raise ValueError(f"pair {row}: {pairs.errors[row]}")
@@ -144,7 +163,8 @@ class Bundle:
             return np.zeros(0, np.float32), np.zeros(0, np.float32)
         encodings = self.encode_questions(self.model_inputs(pairs.questions), batch_size)
         raw = self.raw_from_encodings(encodings, pairs.first, pairs.second, batch_size)
-        return raw, self.probability(raw, pairs.first, pairs.second)
+        same = pairs.same_question(pairs.first, pairs.second)
+        return raw, self.probability(raw, same)
 
     def predict_proba(self, q1s, q2s, batch_size: int = 8192) -> np.ndarray:
         """P(duplicate) for each pair of raw questions."""
@@ -169,10 +189,11 @@ class Bundle:
         # pair by pair in batches: memory follows the batch, not the number of pairs
         return in_batches(self.parts.per_pair, batch_size, first, second, gather=encodings).ravel()
 
-    def probability(self, raw: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """P(duplicate) from the model's raw output for pairs of distinct-question indices."""
+    def probability(self, raw: np.ndarray, same_question: np.ndarray) -> np.ndarray:
+        """P(duplicate) from the model's raw output: 1 where a pair's two questions are one
+        question to the text core (`Pairs.same_question`)."""
         probability = to_probability(raw, self.meta.get("calibration"))
-        return same_text_is_duplicate(probability, first == second)
+        return same_text_is_duplicate(probability, same_question)
 
 
 def _check_pair_lists(q1s, q2s) -> None:

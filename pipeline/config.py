@@ -126,6 +126,18 @@ class Names(Field):
             raise ParamsError(f"{key}: {unknown} not among {', '.join(allowed)}")
 
 
+class OneOf(Field):
+    """One name from `choices` (a callable, so it can be the model registry)."""
+
+    def __init__(self, choices: Callable[[], list[str]]):
+        self.choices = choices
+
+    def check(self, key, value):
+        allowed = self.choices()
+        if value not in allowed:
+            raise ParamsError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+
+
 class ClassWeight(Field):
     def check(self, key, value):
         if value is None or value == "balanced":
@@ -138,6 +150,12 @@ class ClassWeight(Field):
             raise ParamsError(
                 f"{key}: {value!r} is not null, balanced, or {{0: w0, 1: w1}} (w > 0)"
             )
+
+
+def _all_kinds() -> list[str]:
+    from pipeline.models import kind_names
+
+    return kind_names()
 
 
 def _trained_kinds() -> list[str]:
@@ -219,6 +237,23 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "models_dir": Text(),
         "live_dir": Text(),
     },
+    "index": {
+        "questions": Optional(Text()),
+        "question_col": Text(),
+        "id_col": Optional(Text()),
+        "model": OneOf(_all_kinds),
+        "vectors": Choice("tfidf", "embedding"),
+        "tfidf_dim": Int(),
+        "seed": Int(0),
+        "kind": Choice("hnsw", "flat"),
+        "hnsw_m": Int(2),
+        "ef_construction": Int(),
+        "ef_search": Int(),
+        "candidates": Int(),
+        "top_k": Int(),
+        "dir": Text(),
+        "metrics": Text(),
+    },
     "evaluate": {
         "threshold_metric": Choice("accuracy", "f1"),
         "metrics_dir": Text(),
@@ -283,7 +318,12 @@ def load_params(path: str | Path = DEFAULT_PARAMS, sections: tuple[str, ...] = (
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    for noisy in ("gensim", "smart_open", "absl"):  # per-line chatter drowns the stage logs
+    for noisy in (
+        "gensim",
+        "smart_open",
+        "absl",
+        "faiss",
+    ):  # per-line chatter drowns the stage logs
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 

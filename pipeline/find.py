@@ -1,8 +1,12 @@
 """Find the known questions that a new question asks again: nearest neighbours of its
 question vector in a FAISS index over a bank of known questions, re-ranked by a pair model.
 
-The question vector is the TF-IDF-weighted mean of word vectors from the re-ranking
-bundle's text model, L2-normalized, so the index searches by cosine. The re-ranking runs
+A question's vector comes from the re-ranking bundle's text model: by default its TF-IDF row
+(vocabulary words, idf weights) randomly projected to a few hundred dimensions, which keeps
+TF-IDF cosines within a few hundredths (Johnson-Lindenstrauss) at a size HNSW can search; or
+the TF-IDF-weighted mean of its word vectors. Vectors are L2-normalized, so the index searches
+by cosine. On real Quora questions the TF-IDF vectors find a known duplicate among the 50
+nearest far more often than the word-vector means do (docs/benchmarks.md). The re-ranking runs
 through the bundle's own scoring code (per-question parts once per distinct question, the
 per-pair part per candidate), exactly as `dupq-score` does.
 
@@ -27,15 +31,25 @@ import numpy as np
 import pandas as pd
 
 from pipeline import __version__
-from pipeline.bundle import Bundle, Pairs, load_bundle
+from pipeline.bundle import Bundle, Pairs, load_bundle, same_question_keys
 from pipeline.errors import InputError, Terminated, UserError, exit_on_sigterm
-from pipeline.io import atomic_path, file_hashes, read_json, table_format, write_json
+from pipeline.io import (
+    atomic_path,
+    check_writable,
+    file_hashes,
+    load_npz,
+    read_json,
+    save_npz,
+    table_format,
+    write_json,
+)
 from pipeline.tables import ChunkWriter, open_table
 from pipeline.text import normalize
 
 log = logging.getLogger("find")
 FORMAT_VERSION = 1
 INDEX_FILE, BANK_FILE, META_FILE = "index.faiss", "bank.parquet", "index.json"
+PROJECTION_FILE = "projection.npz"
 KINDS = ("hnsw", "flat")
 QUERIES_PER_BATCH = 1024  # queries re-ranked together: 51k pairs with 50 candidates each
 OUTPUT_COLUMNS = (
@@ -47,16 +61,42 @@ OUTPUT_COLUMNS = (
     "bank_question",
     "candidate_score",
     "probability",
+    "score",
     "duplicate",
     "error",
 )
 
 
-def question_vectors(text_model, normalized: pd.Series) -> np.ndarray:
-    """(n, dim) float32 unit vectors (zero for a question with no known word)."""
-    vectors, _ = text_model.embed(text_model.tokens(normalized))
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+@dataclass
+class QuestionEncoder:
+    """Questions -> unit vectors: projected TF-IDF rows (`projection` given) or the
+    TF-IDF-weighted mean of word vectors (`projection` None)."""
+
+    text_model: object  # TextModel
+    projection: np.ndarray | None  # (vocabulary, dim) float32
+
+    @classmethod
+    def for_settings(cls, text_model, settings: dict) -> QuestionEncoder:
+        if settings["vectors"] == "embedding":
+            return cls(text_model, None)
+        rng = np.random.default_rng(settings["seed"])
+        shape = (len(text_model.vocab), settings["tfidf_dim"])
+        projection = (rng.standard_normal(shape) / np.sqrt(shape[1])).astype(np.float32)
+        return cls(text_model, projection)
+
+    @property
+    def dim(self) -> int:
+        return self.text_model.dim if self.projection is None else self.projection.shape[1]
+
+    def vectors(self, normalized: pd.Series) -> np.ndarray:
+        """(n, dim) float32 unit vectors (zero for a question with no known word)."""
+        tokens = self.text_model.tokens(normalized)
+        if self.projection is None:
+            vectors, _ = self.text_model.embed(tokens)
+        else:
+            vectors = np.asarray(self.text_model.tfidf(tokens) @ self.projection, np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
 def new_faiss_index(dim: int, settings: dict):
@@ -78,11 +118,16 @@ class QuestionIndex:
     index: object  # faiss.Index
     bank: pd.DataFrame  # bank_id, question (as given), normalized
     meta: dict
+    encoder: QuestionEncoder
 
     @classmethod
-    def build(cls, questions, ids, bundle: Bundle, settings: dict) -> QuestionIndex:
-        """Index `questions` (with their `ids`, or row numbers when None) for `bundle`."""
+    def build(
+        cls, questions, ids, bundle: Bundle, settings: dict, blend: float = 0.0
+    ) -> QuestionIndex:
+        """Index `questions` (with their `ids`, or row numbers when None) for `bundle`;
+        `blend` is the weight of the index's score when re-ranking (`ranking_score`)."""
         meta = {
+            "blend": blend,
             "format_version": FORMAT_VERSION,
             "dupq_version": __version__,
             "text_model_files": _text_model_files(bundle),
@@ -96,7 +141,8 @@ class QuestionIndex:
                 "normalized": pd.Series(dtype="string"),
             }
         )
-        built = cls(new_faiss_index(bundle.text_model.dim, settings), empty, meta)
+        encoder = QuestionEncoder.for_settings(bundle.text_model, settings)
+        built = cls(new_faiss_index(encoder.dim, settings), empty, meta, encoder)
         built.add(questions, ids, bundle)
         return built
 
@@ -117,10 +163,17 @@ class QuestionIndex:
             {"bank_id": ids[keep], "question": questions[keep], "normalized": normalized[keep]}
         ).reset_index(drop=True)
         if len(added):
-            self.index.add(question_vectors(bundle.text_model, added["normalized"]))
+            self.index.add(self.encoder.vectors(added["normalized"]))
         self.bank = pd.concat([self.bank, added], ignore_index=True)
         self.meta["questions"] = len(self.bank)
         return len(added)
+
+    def column(self, name: str) -> np.ndarray:
+        """A bank column as an object array, converted once per bank size (not per query)."""
+        cache = self.__dict__.setdefault("_columns", {})
+        if name not in cache or len(cache[name]) != len(self.bank):
+            cache[name] = self.bank[name].to_numpy(object)
+        return cache[name]
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, bank rows) of the k nearest questions; row -1 where fewer exist."""
@@ -136,6 +189,8 @@ class QuestionIndex:
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
             faiss.write_index(self.index, str(staging / INDEX_FILE))
+            if self.encoder.projection is not None:
+                save_npz(staging / PROJECTION_FILE, projection=self.encoder.projection)
             self.bank.to_parquet(staging / BANK_FILE, index=False)
             write_json(staging / META_FILE, {**self.meta, "files": file_hashes(staging)})
             os.chmod(staging, 0o755)
@@ -146,11 +201,9 @@ class QuestionIndex:
             if staging.exists():
                 shutil.rmtree(staging)
 
-    @classmethod
-    def load(cls, directory: str | Path) -> QuestionIndex:
-        """Load an index; a missing, damaged or incompatible one is an InputError."""
-        import faiss
-
+    @staticmethod
+    def read_meta(directory: str | Path) -> dict:
+        """index.json, checked to be an index this dupq reads."""
         directory = Path(directory)
         meta_path = directory / META_FILE
         if not meta_path.is_file():
@@ -161,33 +214,52 @@ class QuestionIndex:
             raise InputError(f"{meta_path}: unreadable ({err})") from None
         if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
             raise InputError(f"{directory}: not an index this dupq reads (rebuild it)")
+        return meta
+
+    @classmethod
+    def load(cls, directory: str | Path, bundle: Bundle) -> QuestionIndex:
+        """Load an index for `bundle`; a missing, damaged or incompatible one, or one built
+        with another text model than the bundle's, is an InputError."""
+        import faiss
+
+        directory = Path(directory)
+        meta = cls.read_meta(directory)
         expected = meta.get("files") or {}
-        for name in (INDEX_FILE, BANK_FILE):
+        projected = meta["settings"]["vectors"] == "tfidf"
+        needed = {INDEX_FILE, BANK_FILE} | ({PROJECTION_FILE} if projected else set())
+        for name in sorted(needed):
             if not (directory / name).is_file():
                 raise InputError(f"{directory}: incomplete index, missing {name}")
         actual = file_hashes(directory)
         changed = [name for name, digest in expected.items() if actual.get(name) != digest]
-        if changed or set(expected) != {INDEX_FILE, BANK_FILE}:
+        if changed or set(expected) != needed:
             raise InputError(f"{directory}: index corrupted: {', '.join(changed) or META_FILE}")
+        if meta["text_model_files"] != _text_model_files(bundle):
+            raise InputError(
+                f"{directory}: built with another text model than the bundle "
+                f"{bundle.directory}; rebuild the index (dvc repro index) or use "
+                f"the bundle it was built with ({meta['model']})"
+            )
         index = faiss.read_index(str(directory / INDEX_FILE))
         bank = pd.read_parquet(directory / BANK_FILE)
         if index.ntotal != len(bank):
             raise InputError(f"{directory}: index holds {index.ntotal} vectors, bank {len(bank)}")
         if hasattr(index, "hnsw"):
             index.hnsw.efSearch = meta["settings"]["ef_search"]
-        return cls(index, bank, meta)
-
-    def check_matches(self, bundle: Bundle, directory) -> None:
-        """The index's vectors must come from the bundle's text model."""
-        if self.meta["text_model_files"] != _text_model_files(bundle):
-            raise InputError(
-                f"{directory}: built with another text model than the bundle "
-                f"{bundle.directory}; rebuild the index (dvc repro index) or use "
-                f"the bundle it was built with ({self.meta['model']})"
-            )
+        projection = load_npz(directory / PROJECTION_FILE)["projection"] if projected else None
+        return cls(index, bank, meta, QuestionEncoder(bundle.text_model, projection))
 
 
-SETTINGS = ("kind", "hnsw_m", "ef_construction", "ef_search", "candidates")
+SETTINGS = (
+    "vectors",
+    "tfidf_dim",
+    "seed",
+    "kind",
+    "hnsw_m",
+    "ef_construction",
+    "ef_search",
+    "candidates",
+)
 
 
 def _text_model_files(bundle: Bundle) -> dict:
@@ -198,15 +270,17 @@ def _text_model_files(bundle: Bundle) -> dict:
 class Finder:
     """Questions in, their likely duplicates among the bank's questions out."""
 
-    def __init__(self, index: QuestionIndex, bundle: Bundle, candidates: int, batch: int = 8192):
-        self.index, self.bundle, self.candidates, self.batch = index, bundle, candidates, batch
+    def __init__(self, index: QuestionIndex, bundle: Bundle, candidates: int, blend: float = 0.0):
+        self.index, self.bundle, self.candidates, self.blend = index, bundle, candidates, blend
+        self.batch = 8192  # pairs per call of the model's per-pair part
 
     def find(self, queries, top_k: int, threshold: float | None = None) -> pd.DataFrame:
-        """One row per (query, match) for the top_k matches by the pair model's probability;
-        a query that is missing, not text or empty keeps one row with its error."""
+        """One row per (query, match) for the top_k matches by `ranking_score`; `duplicate`
+        is the pair model's probability at the bundle's threshold. A query that is missing,
+        not text or empty keeps one row with its error."""
         queries = pd.Series(queries).reset_index(drop=True)
         threshold = self.bundle.threshold if threshold is None else threshold
-        checked = Pairs.from_columns(queries, queries, self.bundle.text_model.text.unicode_form)
+        checked = Pairs.from_columns(queries, queries, self.bundle.text_model.text)
         errors = pd.Series(checked.errors).str.replace("question1 is", "query is", regex=False)
         valid = np.flatnonzero(checked.valid)
         matches = [self._errors(queries, errors)]
@@ -225,14 +299,13 @@ class Finder:
 
     def candidates_of(self, normalized: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """(cosine, bank row) of each query's nearest bank questions."""
-        vectors = question_vectors(self.bundle.text_model, normalized)
-        return self.index.search(vectors, self.candidates)
+        return self.index.search(self.index.encoder.vectors(normalized), self.candidates)
 
     def rerank(self, normalized: pd.Series, bank_rows: np.ndarray) -> np.ndarray:
         """The pair model's P(duplicate) for each (query, candidate); NaN where no candidate."""
         n, k = bank_rows.shape
         present = bank_rows >= 0
-        candidates = self.index.bank["normalized"].to_numpy(object)[bank_rows[present]]
+        candidates = self.index.column("normalized")[bank_rows[present]]
         codes, texts = pd.factorize(np.concatenate([normalized.to_numpy(object), candidates]))
         first = np.repeat(codes[:n], k).reshape(n, k)[present]
         second = codes[n:]
@@ -240,25 +313,27 @@ class Finder:
         encodings = self.bundle.encode_questions(self.bundle.model_inputs(questions), self.batch)
         raw = self.bundle.raw_from_encodings(encodings, first, second, self.batch)
         probability = np.full((n, k), np.nan, dtype=np.float32)
-        probability[present] = self.bundle.probability(raw, first, second)
+        keys = same_question_keys(questions, self.bundle.text_model.text)
+        probability[present] = self.bundle.probability(raw, keys[first] == keys[second])
         return probability
 
     def _top(self, queries, rows, scores, bank_rows, probability, top_k) -> pd.DataFrame:
-        order = np.argsort(-np.nan_to_num(probability, nan=-1.0), axis=1, kind="stable")[:, :top_k]
+        ranking = ranking_score(probability, scores, self.blend)
+        order = np.argsort(-ranking, axis=1, kind="stable")[:, :top_k]
         picked = np.take_along_axis(bank_rows, order, axis=1)
         present = picked >= 0
         query_of = np.repeat(rows, order.shape[1]).reshape(order.shape)[present]
-        bank = self.index.bank.iloc[picked[present]]
         return pd.DataFrame(
             {
                 "query_row": query_of,
                 "query": queries.iloc[query_of].to_numpy(object),
                 "rank": np.tile(np.arange(1, order.shape[1] + 1), (len(rows), 1))[present],
                 "bank_row": picked[present],
-                "bank_id": bank["bank_id"].to_numpy(object),
-                "bank_question": bank["question"].to_numpy(object),
+                "bank_id": self.index.column("bank_id")[picked[present]],
+                "bank_question": self.index.column("question")[picked[present]],
                 "candidate_score": np.take_along_axis(scores, order, axis=1)[present],
                 "probability": np.take_along_axis(probability, order, axis=1)[present],
+                "score": np.take_along_axis(ranking, order, axis=1)[present],
                 "error": "",
             }
         )
@@ -276,6 +351,7 @@ class Finder:
                 "bank_question": pd.array([pd.NA] * len(bad), dtype="string"),
                 "candidate_score": np.full(len(bad), np.nan, np.float32),
                 "probability": np.full(len(bad), np.nan, np.float32),
+                "score": np.full(len(bad), np.nan, np.float32),
                 "error": errors.iloc[bad].to_numpy(object),
             }
         )
@@ -286,52 +362,93 @@ def _recall_at(rows: np.ndarray, targets: np.ndarray, ks) -> dict:
     return {f"recall@{k}": float(hit[:, :k].any(axis=1).mean()) for k in ks}
 
 
-def evaluate_retrieval(bundle: Bundle, settings: dict, splits: dict[str, pd.DataFrame]) -> dict:
+BLENDS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))  # weights of the candidate score tried
+
+
+def ranking_score(probability: np.ndarray, cosine: np.ndarray, blend: float) -> np.ndarray:
+    """What matches are ranked by: (1 - blend) * P(duplicate) + blend * cosine; -inf where
+    there is no candidate. blend 0 ranks by the pair model alone, 1 by the index alone."""
+    score = (1.0 - blend) * probability + blend * cosine
+    return np.where(np.isnan(probability), -np.inf, score)
+
+
+def evaluate_retrieval(
+    bundle: Bundle, settings: dict, splits: dict[str, pd.DataFrame], blend: float | None = None
+) -> dict:
     """How often the known duplicate of a test question is found, with every question of
     every split in the bank: recall@k of the nearest neighbours (approximate, and exact with
-    the same vectors) and after re-ranking them with the pair model, and the re-ranked MRR."""
+    the same vectors), and after re-ranking them, with the re-ranked MRR. The re-ranking's
+    blend of model and index scores is `blend`, or else the one of BLENDS with the best MRR
+    on the validation split's duplicates."""
     form = bundle.text_model.text.unicode_form
     every = pd.concat([f[c] for f in splits.values() for c in ("question1", "question2")])
     bank_texts = pd.Series(pd.unique(normalize(every, form).dropna()), dtype="string")
-    vectors = question_vectors(bundle.text_model, bank_texts)
+    encoder = QuestionEncoder.for_settings(bundle.text_model, settings)
+    vectors = encoder.vectors(bank_texts)
     approximate = new_faiss_index(vectors.shape[1], settings)
     exact = new_faiss_index(vectors.shape[1], {"kind": "flat"})
     approximate.add(vectors)
     exact.add(vectors)
     bank = pd.DataFrame({"bank_id": bank_texts.index.astype(str), "question": bank_texts})
     bank["normalized"] = bank_texts
-
-    test = splits["test"]
-    duplicates = test[test["is_duplicate"] == 1]
-    queries = normalize(duplicates["question1"], form).reset_index(drop=True)
-    targets = normalize(duplicates["question2"], form).reset_index(drop=True)
-    asked = (queries != targets).to_numpy()  # a pair of one text twice has nothing to find
-    queries, targets = queries[asked].reset_index(drop=True), targets[asked].reset_index(drop=True)
-    position = pd.Index(bank_texts)
-    query_rows, target_rows = position.get_indexer(queries), position.get_indexer(targets)
+    finder = Finder(QuestionIndex(approximate, bank, {}, encoder), bundle, settings["candidates"])
     k = settings["candidates"]
     ks = sorted({n for n in (1, 5, 10, 50) if n <= k} | {k})
+    position = pd.Index(bank_texts)
 
-    def without_query(index) -> np.ndarray:
-        _, rows = index.search(vectors[query_rows], k + 1)
+    def known_duplicates(split: pd.DataFrame):
+        duplicates = split[split["is_duplicate"] == 1]
+        queries = normalize(duplicates["question1"], form).reset_index(drop=True)
+        targets = normalize(duplicates["question2"], form).reset_index(drop=True)
+        asked = (queries != targets).to_numpy()  # a pair of one text twice has nothing to find
+        queries = queries[asked].reset_index(drop=True)
+        return queries, position.get_indexer(queries), position.get_indexer(targets[asked])
+
+    def nearest(index, query_rows):
+        cosine, rows = index.search(vectors[query_rows], k + 1)
         others = rows != query_rows[:, None]  # the bank holds the query itself: skip it
         order = np.argsort(~others, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(rows, order, axis=1)
+        return np.take_along_axis(cosine, order, axis=1), np.take_along_axis(rows, order, axis=1)
 
-    candidates = without_query(approximate)
-    probability = Finder(QuestionIndex(approximate, bank, {}), bundle, k).rerank(
-        queries, candidates
-    )
-    order = np.argsort(-np.nan_to_num(probability, nan=-1.0), axis=1, kind="stable")
-    reranked = np.take_along_axis(candidates, order, axis=1)
-    found = reranked == target_rows[:, None]
-    rank = np.where(found.any(axis=1), found.argmax(axis=1) + 1, np.inf)
+    def reranked(queries, cosine, rows, weight):
+        probability = finder.rerank(queries, rows)
+        order = np.argsort(-ranking_score(probability, cosine, weight), axis=1, kind="stable")
+        return np.take_along_axis(rows, order, axis=1), probability
+
+    def mrr(rows, target_rows):
+        found = rows == target_rows[:, None]
+        rank = np.where(found.any(axis=1), found.argmax(axis=1) + 1, np.inf)
+        return float(np.mean(1 / rank))
+
+    if blend is None:
+        queries, query_rows, target_rows = known_duplicates(splits["val"])
+        cosine, rows = nearest(approximate, query_rows)
+        probability = finder.rerank(queries, rows)
+        scores = {
+            weight: mrr(
+                np.take_along_axis(
+                    rows, np.argsort(-ranking_score(probability, cosine, weight), axis=1), axis=1
+                ),
+                target_rows,
+            )
+            for weight in BLENDS
+        }
+        blend = float(max(scores, key=scores.get))
+    queries, query_rows, target_rows = known_duplicates(splits["test"])
+    cosine, candidates = nearest(approximate, query_rows)
+    by_model, _ = reranked(queries, cosine, candidates, 0.0)
+    final, _ = reranked(queries, cosine, candidates, blend)
     result = {
         "bank_questions": len(bank_texts),
         "queries": len(queries),
-        "candidates": _recall_at(candidates, target_rows, ks),
-        "exact": _recall_at(without_query(exact), target_rows, ks),
-        "reranked": {**_recall_at(reranked, target_rows, ks), "mrr": float(np.mean(1 / rank))},
+        "blend": blend,
+        "candidates": {
+            **_recall_at(candidates, target_rows, ks),
+            "mrr": mrr(candidates, target_rows),
+        },
+        "exact": _recall_at(nearest(exact, query_rows)[1], target_rows, ks),
+        "model_only": {**_recall_at(by_model, target_rows, ks), "mrr": mrr(by_model, target_rows)},
+        "reranked": {**_recall_at(final, target_rows, ks), "mrr": mrr(final, target_rows)},
     }
     exact_at_10 = result["exact"].get("recall@10")
     if exact_at_10:
@@ -342,10 +459,10 @@ def evaluate_retrieval(bundle: Bundle, settings: dict, splits: dict[str, pd.Data
 def open_finder(index_dir, model_dir=None, candidates: int | None = None) -> Finder:
     """The index and its re-ranking bundle (the one it was built with, unless another is
     given), checked to belong together."""
-    index = QuestionIndex.load(index_dir)
-    bundle = load_bundle(model_dir or index.meta["model"])
-    index.check_matches(bundle, index_dir)
-    return Finder(index, bundle, candidates or index.meta["settings"].get("candidates", 50))
+    bundle = load_bundle(model_dir or QuestionIndex.read_meta(index_dir)["model"])
+    index = QuestionIndex.load(index_dir, bundle)
+    settings = index.meta["settings"]
+    return Finder(index, bundle, candidates or settings["candidates"], index.meta["blend"])
 
 
 def read_questions(path, column: str, id_column: str | None = None):
@@ -398,9 +515,8 @@ def _run(args) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
     if args.add:
         questions, ids = read_questions(args.add, args.question_col, args.id_col)
-        index = QuestionIndex.load(args.index)
-        bundle = load_bundle(args.model or index.meta["model"])
-        index.check_matches(bundle, args.index)
+        bundle = load_bundle(args.model or QuestionIndex.read_meta(args.index)["model"])
+        index = QuestionIndex.load(args.index, bundle)
         added = index.add(questions, ids, bundle)
         index.save(args.index)
         print(
@@ -409,13 +525,14 @@ def _run(args) -> int:
             file=sys.stderr,
         )
         return 0
+    if args.query is not None:
+        queries = pd.Series([args.query])
+    else:  # the input and the output are checked before the index and the model load
+        queries = read_questions(args.input, args.question_col)[0]
     output_fmt = table_format(args.output) if args.output else None
+    if args.output:
+        check_writable(Path(args.output))
     finder = open_finder(args.index, args.model, args.candidates)
-    queries = (
-        pd.Series([args.query])
-        if args.query is not None
-        else read_questions(args.input, args.question_col)[0]
-    )
     matches = finder.find(queries, args.top_k)
     if not args.output:
         with pd.option_context("display.max_colwidth", 80, "display.width", 200):

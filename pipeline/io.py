@@ -6,6 +6,7 @@ import contextlib
 import glob
 import hashlib
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -107,6 +108,24 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # another user's live process
         return True
     return True
+
+
+def check_writable(output_path: str | Path) -> None:
+    """Fail before any work if OUT cannot be written; remove temporary files that killed
+    runs to the same OUT left behind."""
+    output_path = Path(output_path)
+    if output_path.is_dir():
+        raise InputError(f"{output_path}: is a directory; give the output file's name")
+    parent = output_path.parent
+    while not parent.exists():  # atomic_path makes the missing directories
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{output_path}: cannot write in {parent} (not a directory)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{output_path}: cannot write in {parent} (permission denied)")
+    if output_path.parent.exists():
+        for stale in remove_stale_temps(output_path):
+            logging.getLogger(__name__).info("removed %s, left by a killed run", stale)
 
 
 def _json_default(value: Any) -> Any:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from pipeline.errors import Terminated, UserError, exit_on_sigterm
 from pipeline.io import (
     InputError,
     atomic_path,
-    remove_stale_temps,
+    check_writable,
     table_format,
 )
 from pipeline.tables import READ_ROWS, ChunkWriter, open_table
@@ -93,7 +92,7 @@ def prepare_chunk(
 ) -> PreparedChunk:
     """The per-question half of scoring a chunk: find bad rows, then normalize, featurize
     and encode each distinct question."""
-    pairs = Pairs.from_columns(frame[q1_col], frame[q2_col], bundle.text_model.text.unicode_form)
+    pairs = Pairs.from_columns(frame[q1_col], frame[q2_col], bundle.text_model.text)
     encodings = None
     if pairs.valid.any():
         encodings = bundle.encode_questions(bundle.model_inputs(pairs.questions), predict_batch)
@@ -109,7 +108,7 @@ def finish_chunk(
     if valid.any():
         first, second = chunk.pairs.first[valid], chunk.pairs.second[valid]
         raw = bundle.raw_from_encodings(chunk.encodings, first, second, predict_batch)
-        probability[valid] = bundle.probability(raw, first, second)
+        probability[valid] = bundle.probability(raw, chunk.pairs.same_question(first, second))
     prediction = pd.array(np.where(valid, probability >= threshold, 0), dtype="Int8")
     prediction[~valid] = pd.NA
     return chunk.frame.assign(  # new columns only: the input's columns are not copied
@@ -145,23 +144,6 @@ def questions_per_chunk(bundle: Bundle, chunk_questions: int) -> int:
     if not floats:
         return chunk_questions
     return max(1, min(chunk_questions, CHUNK_ENCODING_BYTES // (4 * floats)))
-
-
-def check_writable(output_path: Path) -> None:
-    """Fail before any work if OUT cannot be written; remove temporary files that killed
-    runs to the same OUT left behind."""
-    if output_path.is_dir():
-        raise InputError(f"{output_path}: is a directory; give the output file's name")
-    parent = output_path.parent
-    while not parent.exists():  # atomic_path makes the missing directories
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError(f"{output_path}: cannot write in {parent} (not a directory)")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{output_path}: cannot write in {parent} (permission denied)")
-    if output_path.parent.exists():
-        for stale in remove_stale_temps(output_path):
-            log.info("removed %s, left by a run that was killed", stale)
 
 
 def score_file(

@@ -48,9 +48,10 @@ def _imports(path: Path) -> set[str]:
 
 
 def _code_of(module: str) -> set[str]:
-    """The pipeline files a module runs, by static imports (function-level ones included).
-    config.py's import of the model registry only names the kinds whose params it checks,
-    so it is not followed; a stage that uses a model reaches the registry on its own."""
+    """The pipeline files a module runs, by static imports (function-level ones included;
+    the model registry imports every kind). config.py's import of the registry only names
+    the kinds whose params it checks, so it is not followed: a stage that uses a model
+    reaches the registry on its own."""
     seen: set[Path] = set()
     todo = [module]
     while todo:
@@ -64,6 +65,8 @@ def _code_of(module: str) -> set[str]:
         found = _imports(path)
         if path.name == "config.py":
             found = {m for m in found if not m.startswith("pipeline.models")}
+        if path == ROOT / "pipeline" / "models" / "__init__.py":  # the registry imports by name
+            found |= {f"pipeline.models.{p.stem}" for p in path.parent.glob("[a-z]*.py")}
         todo += sorted(found)
     files = {p.relative_to(ROOT).as_posix() for p in seen}
     code = {f for f in files if not f.startswith("pipeline/models/") and "__init__" not in f}

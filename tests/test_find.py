@@ -11,9 +11,18 @@ from conftest import ROOT, our_lines, rehash
 
 from pipeline.bundle import load_bundle
 from pipeline.errors import InputError
-from pipeline.find import QuestionIndex, evaluate_retrieval, open_finder
+from pipeline.find import BLENDS, QuestionIndex, evaluate_retrieval, open_finder
 
-SETTINGS = {"kind": "hnsw", "hnsw_m": 16, "ef_construction": 64, "ef_search": 64, "candidates": 20}
+SETTINGS = {
+    "vectors": "tfidf",
+    "tfidf_dim": 64,
+    "seed": 0,
+    "kind": "hnsw",
+    "hnsw_m": 16,
+    "ef_construction": 64,
+    "ef_search": 64,
+    "candidates": 20,
+}
 BANK = [
     "How do I learn Python quickly?",
     "What is the capital of France?",
@@ -67,17 +76,25 @@ def test_add_questions_then_find_them_through_the_cli(index_dir, tmp_path):
     result = cli("--index", index_dir, "--add", more, "--id-col", "id")
     assert result.returncode == 0, result.stderr
     assert "added 2 of 2 questions; 8 in" in result.stderr
-    assert len(QuestionIndex.load(index_dir).bank) == 8
+    assert (
+        len(
+            QuestionIndex.load(
+                index_dir, load_bundle(QuestionIndex.read_meta(index_dir)["model"])
+            ).bank
+        )
+        == 8
+    )
     queries = tmp_path / "queries.csv"
     pd.DataFrame({"question": ["how do i train a puppy?", ""]}).to_csv(queries, index=False)
     result = cli(
         "--index", index_dir, "--input", queries, "--output", tmp_path / "m.csv", "--top-k", 2
     )
     assert result.returncode == 0, result.stderr
-    out = pd.read_csv(tmp_path / "m.csv", keep_default_na=False)
+    out = pd.read_csv(tmp_path / "m.csv")
     best = out[(out["query_row"] == 0) & (out["rank"] == 1)].iloc[0]
     assert best["bank_id"] == "n1" and best["bank_question"] == "How do I train a puppy?"
     assert out[out["query_row"] == 1]["error"].tolist() == ["query is missing"]
+    assert out[out["query_row"] == 0]["error"].isna().all()
     single = cli("--index", index_dir, "--query", "What is a black hole?", "--top-k", 1)
     assert single.returncode == 0 and "What is a black hole?" in single.stdout
 
@@ -96,17 +113,17 @@ def test_an_index_that_does_not_match_the_bundle_is_a_clear_error(bundles, index
 
 
 def test_damaged_or_missing_index_and_bad_input_are_one_line(index_dir, tmp_path):
-    (index_dir / "bank.parquet").write_bytes(b"PAR1 damaged")
-    result = cli("--index", index_dir, "--query", "Why is the sky blue?")
-    assert result.returncode == 2 and "index corrupted: bank.parquet" in result.stderr
-    result = cli("--index", tmp_path / "nothing", "--query", "x")
-    assert result.returncode == 2 and "not a question index" in result.stderr
     (tmp_path / "q.csv").write_text("text\nWhy?\n")
     result = cli(
         "--index", index_dir, "--input", tmp_path / "q.csv", "--output", tmp_path / "o.csv"
     )
     assert result.returncode == 2 and "q.csv: missing column(s) question" in result.stderr
     assert not (tmp_path / "o.csv").exists()
+    (index_dir / "bank.parquet").write_bytes(b"PAR1 damaged")
+    result = cli("--index", index_dir, "--query", "Why is the sky blue?")
+    assert result.returncode == 2 and "index corrupted: bank.parquet" in result.stderr
+    result = cli("--index", tmp_path / "nothing", "--query", "x")
+    assert result.returncode == 2 and "not a question index" in result.stderr
 
 
 def test_retrieval_metrics_on_known_duplicates(featurized, bundles):
@@ -115,13 +132,19 @@ def test_retrieval_metrics_on_known_duplicates(featurized, bundles):
     bundle = load_bundle(bundles["logreg"])
     approximate = evaluate_retrieval(bundle, SETTINGS, splits)
     exact = evaluate_retrieval(bundle, {**SETTINGS, "kind": "flat"}, splits)
+    by_words = evaluate_retrieval(bundle, {**SETTINGS, "vectors": "embedding"}, splits)
+    assert by_words["queries"] == approximate["queries"]
     assert approximate["queries"] > 10
     for part in ("candidates", "exact", "reranked"):
         recalls = [approximate[part][f"recall@{k}"] for k in (1, 5, 10)]
         assert 0 <= recalls[0] <= recalls[1] <= recalls[2] <= 1
-    assert exact["candidates"] == exact["exact"]  # flat search is the exact search
+    recalls = {k: v for k, v in exact["candidates"].items() if k != "mrr"}
+    assert recalls == exact["exact"]  # flat search is the exact search
     # re-ranking only reorders the candidates: the recall over all of them is unchanged
     every = f"recall@{SETTINGS['candidates']}"
     assert approximate["reranked"][every] == approximate["candidates"][every]
     reranked = approximate["reranked"]
     assert reranked["recall@1"] <= reranked["mrr"] <= reranked[every]
+    assert approximate["blend"] in BLENDS
+    fixed = evaluate_retrieval(bundle, SETTINGS, splits, blend=0.0)  # the model alone
+    assert fixed["blend"] == 0.0 and fixed["reranked"] == fixed["model_only"]

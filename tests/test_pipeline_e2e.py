@@ -60,6 +60,7 @@ def repo(tmp_path_factory):
     params["birnn_cnn"].update(rnn_units=4, conv_filters=4, dense_units=8, head_units=8, epochs=1)
     params["esim"].update(projection_units=8, rnn_units=4, head_units=8, epochs=1)
     params["gbdt"].update(max_rounds=20)
+    params["index"].update(tfidf_dim=32, candidates=10, ef_construction=40)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {
         **os.environ,
@@ -87,6 +88,15 @@ def test_repro_writes_every_models_metrics(repo):
         assert (repo / "dvclive" / "train" / name / "plots" / "metrics").is_dir()
     table = (repo / "reports" / "models.md").read_text()
     assert all(f"| {name} |" in table for name in MODELS)
+    assert "# Finding duplicates (stage index)" in table
+    index = json.loads((repo / "metrics" / "index.json").read_text())
+    assert index["queries"] > 0 and 0 <= index["reranked"]["recall@10"] <= 1
+    assert {p.name for p in (repo / "models" / "index").iterdir()} == {
+        "index.faiss",
+        "bank.parquet",
+        "projection.npz",
+        "index.json",
+    }
     assert json.loads((repo / "reports" / "data.json").read_text())["source"].startswith("demo")
 
 

@@ -154,6 +154,7 @@ def test_report_table_lists_models_and_the_blog_metric(tmp_path):
     params = {
         "train": {"models": ["logreg", "siamese"]},
         "evaluate": {"metrics_dir": str(metrics_dir), "report": str(tmp_path / "models.md")},
+        "index": {"metrics": str(metrics_dir / "index.json"), "model": "gbdt"},
     }
     text = report.run(params)
     assert (tmp_path / "models.md").read_text() == text
@@ -167,3 +168,18 @@ def test_report_table_lists_models_and_the_blog_metric(tmp_path):
     assert "`siamese` blog_precision" in text and "0.6600" in text
     (metrics_dir / "ensemble.json").write_text(json.dumps({**base, "accuracy": 0.8}))
     assert "| ensemble | 0.8000" in report.run(params)
+    assert "Finding duplicates" not in report.run(params)  # no index metrics yet
+    recall = {"recall@1": 0.4, "recall@10": 0.7}
+    index_metrics = {
+        "bank_questions": 1000,
+        "queries": 50,
+        "blend": 0.7,
+        "candidates": {**recall, "mrr": 0.5},
+        "exact": recall,
+        "model_only": {**recall, "mrr": 0.45},
+        "reranked": {"recall@1": 0.45, "recall@10": 0.7, "mrr": 0.55},
+    }
+    (metrics_dir / "index.json").write_text(json.dumps(index_metrics))
+    text = report.run(params)
+    assert "re-ranked by `gbdt`" in text and "0.30 x its probability + 0.70 x" in text
+    assert "| reranked | 0.4500 | 0.7000 | 0.5500 |" in text

@@ -102,7 +102,7 @@ class Ensemble(ModelKind):
             members = [load_bundle(models_dir / name) for name in params["members"]]
         except BundleError as err:
             raise BundleError(f"ensemble member: {err}") from None
-        pairs = Pairs.from_columns(val["q1"], val["q2"], text_model.text.unicode_form)
+        pairs = Pairs.from_columns(val["q1"], val["q2"], text_model.text)
         rows = member_encodings(members, pairs.questions, train_cfg["predict_batch"])
         x = member_logits(members, rows[pairs.first], rows[pairs.second])
         labels = np.asarray(val["label"])

@@ -40,7 +40,7 @@ def features_of_pairs(q1, q2, text_model: TextModel, char_idf: np.ndarray) -> np
     once, through the scorer's own `Pairs`."""
     from pipeline.bundle import Pairs
 
-    pairs = Pairs.from_columns(q1, q2, text_model.text.unicode_form)
+    pairs = Pairs.from_columns(q1, q2, text_model.text)
     table = QuestionTable.build(pairs.questions, text_model, char_idf)
     return pair_features(table[pairs.first], table[pairs.second], unit_word_vectors(text_model))
 

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from pipeline.config import run_stage
 from pipeline.io import save_npz, write_json
-from pipeline.text import TextConfig
+from pipeline.text import TextConfig, canonical
 from pipeline.text_model import TextModel, save_tfidf
 from pipeline.word_vectors import load_vectors
 
@@ -29,10 +29,11 @@ SPLITS = ("train", "val")  # what training reads
 
 def featurize_split(model: TextModel, frame: pd.DataFrame) -> tuple[dict, dict, dict]:
     """Dense arrays, sparse TF-IDF rows and report figures for one split."""
+    q1, q2 = (canonical(frame[column], model.text) for column in ("question1", "question2"))
     arrays = {
         "label": frame["is_duplicate"].to_numpy(np.int8),
-        # prepare normalized the text: equal strings are what every model scores as duplicate
-        "same_text": (frame["question1"] == frame["question2"]).to_numpy(bool),
+        # what every model scores as a duplicate: one question to the text core
+        "same_text": pc.equal(q1, q2).to_numpy(zero_copy_only=False),
     }
     tfidf, report = {}, {}
     for side in ("q1", "q2"):

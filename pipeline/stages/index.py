@@ -38,7 +38,10 @@ def run(params: dict) -> dict:
         questions, ids = read_questions(cfg["questions"], cfg["question_col"], cfg["id_col"])
         source = cfg["questions"]
     start = time.perf_counter()
-    index = QuestionIndex.build(questions, ids, bundle, cfg)
+    metrics = evaluate_retrieval(bundle, cfg, splits)  # chooses the blend on the val split
+    evaluate_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    index = QuestionIndex.build(questions, ids, bundle, cfg, metrics["blend"])
     build_seconds = time.perf_counter() - start
     index.save(cfg["dir"])
     log.info(
@@ -48,12 +51,10 @@ def run(params: dict) -> dict:
         source,
         build_seconds,
     )
-    start = time.perf_counter()
-    metrics = evaluate_retrieval(bundle, cfg, splits)
     metrics.update(
         index_questions=len(index.bank),
         build_seconds=round(build_seconds, 2),
-        evaluate_seconds=round(time.perf_counter() - start, 2),
+        evaluate_seconds=round(evaluate_seconds, 2),
         bytes_per_question=round(
             (Path(cfg["dir"]) / "index.faiss").stat().st_size / max(1, len(index.bank))
         ),

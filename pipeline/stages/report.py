@@ -14,7 +14,7 @@ from pipeline.io import atomic_path, read_json
 from pipeline.metrics import METRIC_KEYS
 
 log = logging.getLogger("report")
-SECTIONS = ("train", "evaluate")  # params.yaml sections read, checked first
+SECTIONS = ("train", "evaluate", "index")  # params.yaml sections read, checked first
 COLUMNS = [*METRIC_KEYS, "train_seconds", "device"]
 
 
@@ -46,6 +46,30 @@ def render(rows: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_retrieval(metrics: dict, model: str) -> str:
+    """Recall of the test split's known duplicates by dupq-find's index (stage index)."""
+    parts = ("candidates", "exact", "model_only", "reranked")
+    ks = [key for key in metrics["candidates"] if key.startswith("recall@")]
+    lines = [
+        "",
+        "# Finding duplicates (stage index)",
+        "",
+        f"The test split's known duplicates looked up among {metrics['bank_questions']:,} "
+        f"questions ({metrics['queries']:,} queries); candidates re-ranked by `{model}` "
+        f"(model_only), and by {1 - metrics['blend']:.2f} x its probability + "
+        f"{metrics['blend']:.2f} x the candidate's cosine (reranked: the weight chosen on the "
+        "validation split).",
+        "",
+        "| | " + " | ".join(ks) + " | MRR |",
+        "|---" * (len(ks) + 2) + "|",
+    ]
+    for part in parts:
+        cells = [f"{metrics[part][k]:.4f}" for k in ks]
+        mrr = f"{metrics[part]['mrr']:.4f}" if "mrr" in metrics[part] else "-"
+        lines.append(f"| {part} | " + " | ".join(cells) + f" | {mrr} |")
+    return "\n".join(lines) + "\n"
+
+
 def run(params: dict) -> str:
     metrics_dir = Path(params["evaluate"]["metrics_dir"])
     names = [*params["train"]["models"], "ensemble"]  # the stacked model, when it was built
@@ -55,6 +79,9 @@ def run(params: dict) -> str:
         if name in params["train"]["models"] or (metrics_dir / f"{name}.json").exists()
     }
     text = render(rows)
+    index_metrics = Path(params["index"]["metrics"])
+    if index_metrics.exists():
+        text += render_retrieval(read_json(index_metrics), params["index"]["model"])
     out = Path(params["evaluate"]["report"])
     with atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
