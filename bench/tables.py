@@ -1,4 +1,4 @@
-"""Write docs/benchmarks.md and the README's results table from reports/bench/*.json.
+"""Write docs/benchmarks.md and the README's generated tables from reports/bench/*.json.
 
 Every figure in those documents comes from the benchmark files, so the text cannot drift from
 what was measured: re-run a benchmark, then `make docs`.
@@ -14,7 +14,6 @@ from accuracy import markdown, summarize
 from common import ROOT
 
 BENCH = ROOT / "reports" / "bench"
-README_BLOCK = re.compile(r"(<!-- results:start.*?-->\n).*?(<!-- results:end -->)", flags=re.DOTALL)
 POST = {  # the 2017 post's figures for its models (full release, its own metric)
     "siamese": ("Siamese MLP: own gensim / spaCy / spaCy + TF-IDF vectors", "0.69 / 0.72 / 0.79"),
     "residual": ('"FC last layer"', "0.84"),
@@ -327,6 +326,41 @@ def readme_results() -> str:
     )
 
 
+def readme_find() -> str:
+    """The README's short table: recall and latency of dupq-find per re-ranking model."""
+    report = load("find.json")
+    largest = max(report["banks"], key=int)
+    lines = [
+        "| re-ranked by | recall@1 | recall@10 | MRR | p50 / p99 ms at "
+        f"{int(largest):,} questions | queries/s in a batch |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for model, figures in report["retrieval"].items():
+        speed = report["banks"][largest]["models"][model]
+        reranked = figures["reranked"]
+        lines.append(
+            f"| `{model}` | {reranked['recall@1']:.3f} | {reranked['recall@10']:.3f} | "
+            f"{reranked['mrr']:.3f} | {speed['p50_ms']} / {speed['p99_ms']} | "
+            f"{speed['batch_queries_per_s']:,} |"
+        )
+    candidates = next(iter(report["retrieval"].values()))["candidates"]
+    return (
+        "\n".join(lines)
+        + f"\n\nThe candidates alone: recall@1 {candidates['recall@1']:.3f}, recall@10 "
+        f"{candidates['recall@10']:.3f}. Measured {measured_on(report)}.\n"
+    )
+
+
+def fill_readme(text: str) -> str:
+    """The README with each generated block (between its start and end markers) rewritten."""
+    for name, fill in (("results", readme_results), ("find", readme_find)):
+        block = re.compile(rf"(<!-- {name}:start.*?-->\n).*?(<!-- {name}:end -->)", re.DOTALL)
+        if not block.search(text):
+            raise SystemExit(f"bench/tables.py: README.md has no <!-- {name}:start --> block")
+        text = block.sub(lambda m, fill=fill: m.group(1) + fill() + m.group(2), text)
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the files are stale")
@@ -334,10 +368,7 @@ def main() -> None:
     docs = ROOT / "docs" / "benchmarks.md"
     readme = ROOT / "README.md"
     new_docs = benchmarks_md()
-    text = readme.read_text()
-    if not README_BLOCK.search(text):
-        raise SystemExit("bench/tables.py: README.md has no <!-- results:start --> block")
-    new_readme = README_BLOCK.sub(lambda m: m.group(1) + readme_results() + m.group(2), text)
+    new_readme = fill_readme(readme.read_text())
     if args.check:
         stale = [
             p.name
@@ -350,7 +381,7 @@ def main() -> None:
     docs.parent.mkdir(exist_ok=True)
     docs.write_text(new_docs)
     readme.write_text(new_readme)
-    print(f"wrote {docs.relative_to(ROOT)} and the results table in README.md")
+    print(f"wrote {docs.relative_to(ROOT)} and the generated tables in README.md")
 
 
 if __name__ == "__main__":
