@@ -27,11 +27,13 @@ class Terminated(BaseException):
     files are removed on the way out and the exit status says what happened."""
 
 
-def exit_on_sigterm() -> None:
-    """Turn SIGTERM into Terminated for the rest of this process."""
+def raise_on_signals() -> None:
+    """Ctrl-C raises KeyboardInterrupt and SIGTERM raises Terminated in this process, even
+    when it was started with SIGINT ignored (a background job of a script)."""
     import signal
 
     def raise_terminated(signum, frame):
         raise Terminated
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, raise_terminated)

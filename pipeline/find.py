@@ -32,7 +32,7 @@ import pandas as pd
 
 from pipeline import __version__
 from pipeline.bundle import Bundle, Pairs, load_bundle, same_question_keys
-from pipeline.errors import InputError, Terminated, UserError, exit_on_sigterm
+from pipeline.errors import InputError, Terminated, UserError, raise_on_signals
 from pipeline.io import (
     atomic_path,
     check_writable,
@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--input needs --output")
     if args.top_k < 1 or (args.candidates is not None and args.candidates < 1):
         parser.error("--top-k and --candidates must be 1 or more")
-    exit_on_sigterm()
+    raise_on_signals()
     try:
         return _run(args)
     except UserError as err:

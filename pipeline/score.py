@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from pipeline.bundle import Bundle, Pairs, load_bundle
-from pipeline.errors import Terminated, UserError, exit_on_sigterm
+from pipeline.errors import Terminated, UserError, raise_on_signals
 from pipeline.io import (
     InputError,
     atomic_path,
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     args = parser.parse_args(argv)
-    exit_on_sigterm()
+    raise_on_signals()
     try:
         counts = score_file(
             args.model,
