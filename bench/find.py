@@ -28,19 +28,8 @@ import yaml
 from common import ROOT, machine
 
 from pipeline.bundle import load_bundle
-from pipeline.find import Finder, QuestionIndex, evaluate_retrieval
+from pipeline.find import SETTINGS, Finder, QuestionIndex, evaluate_retrieval
 from pipeline.io import write_json
-
-SETTINGS_KEYS = (
-    "vectors",
-    "tfidf_dim",
-    "seed",
-    "kind",
-    "hnsw_m",
-    "ef_construction",
-    "ef_search",
-    "candidates",
-)
 
 
 def generated_bank(questions: pd.Series, size: int, seed: int = 0) -> pd.Series:
@@ -85,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     run = ROOT / args.run
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    settings = {key: params["index"][key] for key in SETTINGS_KEYS}
+    settings = {key: params["index"][key] for key in SETTINGS}
     top_k = params["index"]["top_k"]
     processed = Path(yaml.safe_load((run / "params.yaml").read_text())["data"]["processed_dir"])
     splits = {s: pd.read_parquet(processed / f"{s}.parquet") for s in ("train", "val", "test")}

@@ -1,6 +1,8 @@
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,17 @@ def our_lines(stderr: str) -> list[str]:
     """stderr without the C++ log lines TensorFlow prints when it is imported (no setting
     silences them), e.g. when a Keras model's params are checked."""
     return [line for line in stderr.strip().splitlines() if not TF_LOG.match(line)]
+
+
+def run_cli(module: str, *args) -> subprocess.CompletedProcess:
+    """`python -m <module> args...` from the project root, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def rehash(bundle: Path) -> None:

@@ -2,12 +2,10 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
-from conftest import ROOT, our_lines, rehash
+from conftest import our_lines, rehash, run_cli
 
 from pipeline.bundle import load_bundle
 from pipeline.errors import InputError
@@ -34,13 +32,7 @@ BANK = [
 
 
 def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.find", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli("pipeline.find", *args)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 from pipeline import score
 from pipeline.bundle import load_bundle
@@ -26,15 +26,8 @@ Q1 = "How do I learn Python quickly?"
 Q2 = "What is the fastest way to learn Python?"
 
 
-def cli(*args, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.score", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        **kwargs,
-    )
+def cli(*args):
+    return run_cli("pipeline.score", *args)
 
 
 def our_lines(stderr: str) -> list[str]:

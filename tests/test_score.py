@@ -1,11 +1,9 @@
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, rehash
+from conftest import rehash, run_cli
 
 from pipeline import score, tables
 from pipeline.bundle import Pairs
@@ -138,13 +136,7 @@ def test_header_only_input_gives_header_only_output(bundles, tmp_path):
 
 
 def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.score", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli("pipeline.score", *args)
 
 
 def test_whole_file_problems_exit_2_with_one_line(bundles, tmp_path):
