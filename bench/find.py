@@ -2,7 +2,8 @@
 
 Uses the pipeline run of bench/accuracy.py on the real subset (its splits and bundles; run
 `python bench/accuracy.py --splits random --vectors glove --seeds 42 --models logreg gbdt
---work reports/bench/find_run --output reports/bench/find_accuracy.json` first). Measures:
+birnn_cnn esim ensemble --work reports/bench/find_run --output
+reports/bench/find_run/accuracy.json` first, as `make bench` does). Measures:
 
 - retrieval on the real subset (every question of every split in the bank, the test split's
   known duplicates as queries): recall@k of the HNSW candidates, of exact search with the same
@@ -67,7 +68,7 @@ def latency(finder: Finder, queries: pd.Series, top_k: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="reports/bench/find_run/random_glove")
-    parser.add_argument("--models", nargs="+", default=["logreg", "gbdt"])
+    parser.add_argument("--models", nargs="+", default=["logreg", "gbdt", "ensemble"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--output", default="reports/bench/find.json")
