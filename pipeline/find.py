@@ -50,7 +50,6 @@ log = logging.getLogger("find")
 FORMAT_VERSION = 1
 INDEX_FILE, BANK_FILE, META_FILE = "index.faiss", "bank.parquet", "index.json"
 PROJECTION_FILE = "projection.npz"
-KINDS = ("hnsw", "flat")
 QUERIES_PER_BATCH = 1024  # queries re-ranked together: 51k pairs with 50 candidates each
 OUTPUT_COLUMNS = (
     "query_row",
