@@ -12,9 +12,6 @@ probability is 1.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +24,7 @@ import pyarrow.compute as pc
 
 from pipeline import __version__
 from pipeline.errors import BundleError
-from pipeline.io import file_hashes, read_json, sha256_of, write_json
+from pipeline.io import atomic_directory, file_hashes, read_json, sha256_of, write_json
 from pipeline.models import get_kind, kind_names
 from pipeline.models.base import ModelKind, ScoringParts, in_batches, to_probability
 from pipeline.text import TextConfig, canonical, normalize, to_arrow
@@ -214,10 +211,7 @@ def save_bundle(
     directory: str | Path, meta: dict, text_model: TextModel, kind: ModelKind, model
 ) -> None:
     """Write the bundle into a temporary directory, then swap it into place."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_directory(directory) as staging:
         text_model.save(staging)
         facts = kind.save(model, staging)
         files = file_hashes(staging)
@@ -236,13 +230,6 @@ def save_bundle(
                 "keras_version": keras.__version__,
             },
         )
-        os.chmod(staging, 0o755)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
 
 
 def load_bundle(directory: str | Path, wait: bool = True) -> Bundle:

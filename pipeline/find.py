@@ -20,10 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +31,7 @@ from pipeline import __version__
 from pipeline.bundle import Bundle, Pairs, load_bundle, same_question_keys
 from pipeline.errors import InputError, Terminated, UserError, raise_on_signals
 from pipeline.io import (
+    atomic_directory,
     atomic_path,
     check_writable,
     file_hashes,
@@ -183,22 +181,12 @@ class QuestionIndex:
         """Write into a temporary directory beside `directory`, then swap it into place."""
         import faiss
 
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with atomic_directory(directory) as staging:
             faiss.write_index(self.index, str(staging / INDEX_FILE))
             if self.encoder.projection is not None:
                 save_npz(staging / PROJECTION_FILE, projection=self.encoder.projection)
             self.bank.to_parquet(staging / BANK_FILE, index=False)
             write_json(staging / META_FILE, {**self.meta, "files": file_hashes(staging)})
-            os.chmod(staging, 0o755)
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(staging, directory)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging)
 
     @staticmethod
     def read_meta(directory: str | Path) -> dict:
@@ -277,6 +265,10 @@ class Finder:
         """One row per (query, match) for the top_k matches by `ranking_score`; `duplicate`
         is the pair model's probability at the bundle's threshold. A query that is missing,
         not text or empty keeps one row with its error."""
+        if queries is None or isinstance(queries, str | bytes):
+            raise ValueError(
+                f"queries must be a sequence of questions, got {type(queries).__name__}"
+            )
         queries = pd.Series(queries).reset_index(drop=True)
         threshold = self.bundle.threshold if threshold is None else threshold
         checked = Pairs.from_columns(queries, queries, self.bundle.text_model.text)

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -37,6 +38,24 @@ def table_format(path: str | Path, explicit: str | None = None) -> str:
             f"(expected one of {', '.join(FORMATS)})"
         )
     return FORMATS[suffix]
+
+
+@contextlib.contextmanager
+def atomic_directory(directory: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory beside `directory`; swap it into place only if the block
+    succeeds, so a failed write leaves the old directory (a bundle, an index) as it was."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        yield staging
+        os.chmod(staging, 0o755)  # mkdtemp makes 0700; give the usual directory mode
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
 
 
 def _temp_prefix(path: Path) -> str:

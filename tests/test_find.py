@@ -54,6 +54,13 @@ def test_round_trip_finds_the_known_question_first(bundles, index_dir):
     assert (matches.groupby("query_row")["probability"].diff().dropna() <= 0).all()
 
 
+def test_queries_that_are_not_a_sequence_are_a_clear_error(index_dir):
+    finder = open_finder(index_dir)
+    for bad in (None, "How do I learn Python?"):
+        with pytest.raises(ValueError, match="queries must be a sequence of questions"):
+            finder.find(bad, top_k=3)
+
+
 def test_a_query_with_an_error_keeps_its_row(index_dir):
     matches = open_finder(index_dir).find(["\u200b", "Why is the sky blue?", None], top_k=2)
     errors = matches.drop_duplicates("query_row").set_index("query_row")["error"]
