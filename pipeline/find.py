@@ -41,7 +41,7 @@ from pipeline.io import (
     table_format,
     write_json,
 )
-from pipeline.tables import ChunkWriter, open_table
+from pipeline.tables import ChunkWriter, concat_rows, open_table
 from pipeline.text import normalize
 
 log = logging.getLogger("find")
@@ -161,7 +161,7 @@ class QuestionIndex:
         ).reset_index(drop=True)
         if len(added):
             self.index.add(self.encoder.vectors(added["normalized"]))
-        self.bank = pd.concat([self.bank, added], ignore_index=True)
+        self.bank = concat_rows([self.bank, added])
         self.meta["questions"] = len(self.bank)
         return len(added)
 
@@ -281,7 +281,7 @@ class Finder:
             scores, bank_rows = self.candidates_of(normalized)
             probability = self.rerank(normalized, bank_rows)
             matches.append(self._top(queries, rows, scores, bank_rows, probability, top_k))
-        out = pd.concat(matches, ignore_index=True)
+        out = concat_rows(matches)
         out["duplicate"] = (out["probability"] >= threshold).astype("boolean")
         out.loc[out["error"] != "", "duplicate"] = pd.NA
         return out.sort_values(["query_row", "rank"], kind="stable", ignore_index=True)[

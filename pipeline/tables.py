@@ -2,10 +2,10 @@
 the scorer's input) and the scorer's chunked writer.
 
 Formats: .csv, .tsv, .parquet, .jsonl. Text files must be UTF-8 (the first bad line is named).
-CSV and TSV cells are read as text, as written: an empty cell is missing, anything else
-("007", "NA") is kept verbatim; quoted fields may hold newlines; a row with more or fewer
-fields than the header is an error naming its line. Every file is read in chunks, so memory
-stays flat whatever its size.
+CSV and TSV cells are read as text, as written: an empty cell is missing, a quoted empty cell
+("") is empty text, anything else ("007", "NA") is kept verbatim; quoted fields may hold
+newlines; a row with more or fewer fields than the header is an error naming its line. Every
+file is read in chunks, so memory stays flat whatever its size.
 """
 
 from __future__ import annotations
@@ -247,6 +247,7 @@ def _csv_chunks(path: Path, fmt: str, rows: int, block: int) -> Iterator[pd.Data
                 column_types={name: pa.string() for name in header},
                 strings_can_be_null=True,
                 null_values=[""],
+                quoted_strings_can_be_null=False,  # "" is an empty text, as the writer wrote it
             ),
         )
         pending: list[pa.RecordBatch] = []
@@ -289,6 +290,21 @@ def unified_type(old: pa.DataType, new: pa.DataType) -> pa.DataType:
     return pa.string()
 
 
+def whole_table(frame: pd.DataFrame) -> pa.Table:
+    """`frame` as an Arrow table with one chunk per column. Arrow-backed pandas columns keep
+    the chunks they were concatenated from, empty ones included, and Arrow's CSV writer
+    (26.0.1) writes raw memory for an empty large_string chunk: what is written must never
+    depend on how a column happens to be cut."""
+    return pa.Table.from_pandas(frame, preserve_index=False).combine_chunks()
+
+
+def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames' rows one after another. Empty frames are left out (pandas would keep them
+    as empty Arrow chunks); when all are empty, the first gives the columns."""
+    filled = [frame for frame in frames if len(frame)]
+    return pd.concat(filled or frames[:1], ignore_index=True)
+
+
 class ChunkWriter:
     """Appends scored chunks to one output file in csv, tsv, jsonl or parquet.
 
@@ -310,7 +326,7 @@ class ChunkWriter:
             if len(frame):  # pandas ends each lines=True dump with a newline
                 frame.to_json(self.handle, orient="records", lines=True, force_ascii=False)
         elif self.fmt == "parquet":
-            self._write_parquet(pa.Table.from_pandas(frame, preserve_index=False))
+            self._write_parquet(whole_table(frame))
         else:  # arrow's CSV writer: quotes only where needed, an empty cell for a null
             delimiter = "\t" if self.fmt == "tsv" else ","
             if not self.wrote_header:  # pandas' header: arrow's would quote every name
@@ -319,8 +335,7 @@ class ChunkWriter:
             options = pa_csv.WriteOptions(
                 include_header=False, delimiter=delimiter, quoting_style="needed"
             )
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            pa_csv.write_csv(table, self.handle, options)
+            pa_csv.write_csv(whole_table(frame), self.handle, options)
         self.wrote_header = True
 
     def _write_parquet(self, table: pa.Table) -> None:

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import our_lines, rehash, run_cli
@@ -10,6 +11,7 @@ from conftest import our_lines, rehash, run_cli
 from pipeline.bundle import load_bundle
 from pipeline.errors import InputError
 from pipeline.find import BLENDS, QuestionIndex, evaluate_retrieval, open_finder
+from pipeline.tables import open_table
 
 SETTINGS = {
     "vectors": "tfidf",
@@ -92,7 +94,7 @@ def test_add_questions_then_find_them_through_the_cli(index_dir, tmp_path):
     out = pd.read_csv(tmp_path / "m.csv")
     best = out[(out["query_row"] == 0) & (out["rank"] == 1)].iloc[0]
     assert best["bank_id"] == "n1" and best["bank_question"] == "How do I train a puppy?"
-    assert out[out["query_row"] == 1]["error"].tolist() == ["query is missing"]
+    assert out[out["query_row"] == 1]["error"].tolist() == ["query is empty"]  # written ""
     assert out[out["query_row"] == 0]["error"].isna().all()
     single = cli("--index", index_dir, "--query", "What is a black hole?", "--top-k", 1)
     assert single.returncode == 0 and "What is a black hole?" in single.stdout
@@ -147,3 +149,39 @@ def test_retrieval_metrics_on_known_duplicates(featurized, bundles):
     assert approximate["blend"] in BLENDS
     fixed = evaluate_retrieval(bundle, SETTINGS, splits, blend=0.0)  # the model alone
     assert fixed["blend"] == 0.0 and fixed["reranked"] == fixed["model_only"]
+
+
+def frames_equal_as_text(written: pd.DataFrame, computed: pd.DataFrame) -> None:
+    """A file read back holds exactly the computed frame: the same columns and, cell by cell,
+    the same value (numbers compared as numbers, missing as missing)."""
+    assert list(written.columns) == list(computed.columns) and len(written) == len(computed)
+    for name in computed.columns:
+        got, want = written[name].astype(object), computed[name].astype(object)
+        for a, b in zip(got, want, strict=True):
+            if pd.isna(b) or b == "":
+                assert pd.isna(a) or a == "", (name, a, b)
+            elif isinstance(b, bool | np.bool_):
+                assert str(a).lower() == str(b).lower(), (name, a, b)
+            elif isinstance(b, int | float | np.number):  # JSON reads 1 as 1.0 beside a null
+                assert float(a) == pytest.approx(float(b), rel=1e-6), (name, a, b)
+            else:
+                assert str(a) == str(b), (name, a, b)
+
+
+@pytest.mark.parametrize("ext", ["csv", "tsv", "parquet", "jsonl"])
+def test_output_files_hold_exactly_the_matches_after_adds(index_dir, tmp_path, ext):
+    """The bank in several pieces (built, then two adds): every format holds what find
+    computed, byte-clean (a CSV once held raw memory here)."""
+    for part in (["How do I train a puppy?", "What is a black hole?"], ['Is "C, or C++" hard?']):
+        more = tmp_path / "more.csv"
+        pd.DataFrame({"question": part}).to_csv(more, index=False)
+        assert cli("--index", index_dir, "--add", more).returncode == 0
+    queries = ["how do i train a puppy?", "Why is the sky blue?", 'is "c, or c++" hard?']
+    pd.DataFrame({"question": queries}).to_csv(tmp_path / "q.csv", index=False)
+    out = tmp_path / f"m.{ext}"
+    result = cli("--index", index_dir, "--input", tmp_path / "q.csv", "--output", out)
+    assert result.returncode == 0, result.stderr
+    if ext != "parquet":
+        assert b"\0" not in out.read_bytes()
+    computed = open_finder(index_dir).find(open_table(tmp_path / "q.csv").read()["question"], 10)
+    frames_equal_as_text(open_table(out).read(), computed)

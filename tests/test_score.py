@@ -355,3 +355,29 @@ def test_models_with_big_question_rows_get_fewer_questions_per_chunk(bundles):
     floats = esim.encoding_floats
     assert questions_per_chunk(esim, 10**9) == CHUNK_ENCODING_BYTES // (4 * floats)
     assert questions_per_chunk(esim, 5) == 5
+
+
+@pytest.mark.parametrize("ext", [".csv", ".tsv", ".parquet", ".jsonl"])
+def test_output_holds_exactly_the_input_columns_and_the_scores(bundles, tmp_path, ext):
+    """Pass-through columns of every kind (text with quotes, tabs and newlines, numbers,
+    missing cells), read in several chunks: the output holds them and the computed scores."""
+    rows = PAIRS.assign(
+        note=["a", 'say "hi", then\ttab', None, "line\nbreak", "日本"],
+        weight=[0.5, None, 2.0, 3.25, -1.0],
+    )
+    source = tmp_path / "in.parquet"
+    rows.to_parquet(source, index=False, row_group_size=2)
+    score_file(bundles["logreg"], source, tmp_path / f"out{ext}", quiet=True, chunk_rows=2)
+    out = tables.open_table(tmp_path / f"out{ext}").read()
+    bundle = load_bundle(bundles["logreg"])
+    expected = bundle.predict_proba(PAIRS.question1, PAIRS.question2)
+    assert list(out.columns) == [*rows.columns, "probability", "prediction", "error"]
+    for name in ("id", "question1", "question2", "note"):
+        assert [None if pd.isna(v) else str(v) for v in out[name]] == [
+            None if pd.isna(v) else str(v) for v in rows[name]
+        ], name
+    assert np.allclose(out["weight"].astype(float), rows["weight"], equal_nan=True)
+    assert np.allclose(out["probability"].astype(float), expected, atol=1e-6)
+    predicted = [str(v).lower() in ("1", "true") for v in out["prediction"]]
+    assert predicted == (expected >= bundle.threshold).tolist()
+    assert out["error"].fillna("").eq("").all()
