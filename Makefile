@@ -3,7 +3,10 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help setup demo test test-fast lint bench docs lock clean
+SHARED_QUORA ?= ../shared/data/quora
+DVC_EXP := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run
+
+.PHONY: help setup demo full-release subset test test-fast lint bench docs lock clean
 
 ## help: list the targets
 help:
@@ -26,6 +29,23 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 ## demo: run the whole pipeline on the synthetic demo data and print the model table
 demo: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@cat reports/models.md
+
+## full-release: the pipeline on the full Quora release, standard split, spaCy vectors
+full-release: setup
+	mkdir -p data/external
+	test -f data/external/quora_pairs_full.parquet || \
+		cp $(SHARED_QUORA)/quora_pairs_full.parquet data/external/
+	$(DVC_EXP) -S data.source=data/external/quora_pairs_full.parquet \
+		-S split.strategy=column -S vectors.source=pretrained
+	@cat reports/models.md
+
+## subset: the pipeline on the real 28,984-pair subset, random split
+subset: setup
+	mkdir -p data/external
+	test -f data/external/quora_pairs_subset.tsv || \
+		cp $(SHARED_QUORA)/quora_pairs_subset.tsv data/external/
+	$(DVC_EXP) -S data.source=data/external/quora_pairs_subset.tsv -S split.strategy=random
 	@cat reports/models.md
 
 ## test: the whole test suite (about 7 minutes on 2 cores)
@@ -52,6 +72,7 @@ bench: setup
 		--seeds 42 --models logreg gbdt birnn_cnn esim ensemble --work reports/bench/find_run \
 		--output reports/bench/find_run/accuracy.json
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/find.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/full_release.py --models logreg gbdt re2
 
 ## docs: regenerate docs/benchmarks.md from reports/bench/*.json
 docs: setup

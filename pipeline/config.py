@@ -138,6 +138,19 @@ class OneOf(Field):
             raise ParamsError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
 
 
+class SplitValues(Field):
+    """A mapping of a split column's values to train/val/test, each of the three reached."""
+
+    def check(self, key, value):
+        targets = ("train", "val", "test")
+        ok = isinstance(value, dict) and value and all(isinstance(k, str) for k in value)
+        if not ok or set(value.values()) != set(targets):
+            raise ParamsError(
+                f"{key}: {value!r} is not a mapping of the column's values to "
+                "train, val and test (each used)"
+            )
+
+
 class ClassWeight(Field):
     def check(self, key, value):
         if value is None or value == "balanced":
@@ -186,7 +199,9 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "label_noise": Number(0.0, 0.5, open_low=False),
     },
     "split": {
-        "strategy": Choice("random", "question_disjoint"),
+        "strategy": Choice("random", "question_disjoint", "column"),
+        "column": Text(),
+        "column_values": SplitValues(),
         "seed": Int(0),
         "train": Number(0.0, 1.0),
         "val": Number(0.0, 1.0),

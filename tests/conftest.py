@@ -98,6 +98,7 @@ def tiny_params(tmp: Path) -> dict:
         rnn_units=8, conv_filters=8, dense_units=16, head_units=16, epochs=1, batch_size=64
     )
     params["esim"].update(projection_units=8, rnn_units=8, head_units=8, epochs=1, batch_size=64)
+    params["re2"].update(embedding_units=8, hidden_units=8, head_units=8, epochs=1, batch_size=64)
     params["gbdt"].update(max_rounds=30, early_stopping_rounds=10)
     params["evaluate"].update(
         metrics_dir=str(tmp / "metrics"), plots_dir=str(tmp / "eval"), report=str(tmp / "models.md")

@@ -18,7 +18,7 @@ from pipeline.metrics import (
 )
 from pipeline.stages import evaluate, train
 
-MODELS = ["logreg", "siamese", "residual", "birnn_cnn", "esim", "gbdt"]
+MODELS = ["logreg", "siamese", "residual", "birnn_cnn", "esim", "re2", "gbdt"]
 
 
 def test_contrastive_loss_on_hand_computed_examples():
@@ -227,18 +227,19 @@ def test_bad_model_params_stop_before_training(featurized, tmp_path, name, chang
     assert re.search(f"train: error: .*params.yaml: {message}", result.stderr), result.stderr
 
 
-def test_esim_is_symmetric_and_its_parts_equal_the_whole(featurized):
-    train.run(featurized, "esim")
-    bundle = load_bundle(f"{featurized['train']['models_dir']}/esim")
+@pytest.mark.parametrize("name, row_width", [("esim", 2 * 8 + 1), ("re2", 8 + 1)])
+def test_cross_attention_models_are_symmetric(featurized, name, row_width):
+    train.run(featurized, name)
+    bundle = load_bundle(f"{featurized['train']['models_dir']}/{name}")
     test = pd.read_parquet(f"{featurized['data']['processed_dir']}/test.parquet")
     forward = bundle.predict_proba(test["question1"], test["question2"])
     backward = bundle.predict_proba(test["question2"], test["question1"])
     assert np.allclose(forward, backward, rtol=0, atol=1e-6)
-    assert bundle.encoding_floats == featurized["features"]["max_len"] * (2 * 8 + 1)
+    assert bundle.encoding_floats == featurized["features"]["max_len"] * row_width
 
 
 def test_masked_pooling_and_alignment_ignore_padding():
-    from pipeline.models.layers import MaskedPooling, SoftAlignment
+    from pipeline.models.layers import Alignment, MaskedPooling, SoftAlignment, ZeroPadding
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 6, 4)).astype(np.float32)
@@ -252,6 +253,13 @@ def test_masked_pooling_and_alignment_ignore_padding():
     aligned, _ = SoftAlignment()([x, b, mask, mask])
     aligned_noisy, _ = SoftAlignment()([x, b_noisy, mask, mask])
     assert np.allclose(np.asarray(aligned), np.asarray(aligned_noisy), atol=1e-5)
+    # RE2's alignment: scores from keys, values aligned; padding of either never counts
+    aligned, _ = Alignment()([x, b, x, b, mask, mask])
+    aligned_noisy, _ = Alignment()([x, b_noisy, x, b_noisy, mask, mask])
+    assert np.allclose(np.asarray(aligned), np.asarray(aligned_noisy), atol=1e-5)
+    assert np.allclose(np.asarray(aligned), np.asarray(SoftAlignment()([x, b, mask, mask])[0]))
+    zeroed = np.asarray(ZeroPadding()([noisy, mask]))
+    assert np.all(zeroed[~mask] == 0) and np.array_equal(zeroed[mask], x[mask])
 
 
 def test_exact_match_counts_known_words_of_the_other_question_only():

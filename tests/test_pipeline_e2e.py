@@ -12,7 +12,7 @@ import yaml
 from conftest import REQUIRED_METRICS, ROOT
 
 pytestmark = pytest.mark.slow
-MODELS = ["logreg", "siamese", "residual", "birnn_cnn", "esim", "gbdt", "ensemble"]
+MODELS = ["logreg", "siamese", "residual", "birnn_cnn", "esim", "re2", "gbdt", "ensemble"]
 
 
 def run(cmd, cwd, env):
@@ -59,6 +59,7 @@ def repo(tmp_path_factory):
     params["residual"].update(units=8, head_units=8, epochs=2)
     params["birnn_cnn"].update(rnn_units=4, conv_filters=4, dense_units=8, head_units=8, epochs=1)
     params["esim"].update(projection_units=8, rnn_units=4, head_units=8, epochs=1)
+    params["re2"].update(embedding_units=8, hidden_units=8, head_units=8, epochs=1)
     params["gbdt"].update(max_rounds=20)
     params["index"].update(tfidf_dim=32, candidates=10, ef_construction=40)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

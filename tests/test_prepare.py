@@ -337,3 +337,91 @@ def test_questions_of_invisible_characters_are_missing():
     assert dropped["missing_question"] == 1
     assert cleaned.loc[0, "question1"] == "How do I learn Python?"
     assert cleaned.loc[0, "question2"] == "What is the best way to learn Python?"
+
+
+COLUMN_SPLIT = {
+    "strategy": "column",
+    "column": "part",
+    "column_values": {"tr": "train", "dev": "val", "te": "test"},
+    "seed": 0,
+    "train": 0.8,
+    "val": 0.1,
+    "test": 0.1,
+}
+
+
+def column_source(tmp_path, params, rows) -> None:
+    """A pairs file with its own split column, as the raw stage's source."""
+    source = tmp_path / "pairs.parquet"
+    pd.DataFrame(rows, columns=["question1", "question2", "is_duplicate", "part"]).to_parquet(
+        source, index=False
+    )
+    params["data"]["source"] = str(source)
+    params["split"] = dict(COLUMN_SPLIT)
+    raw.run(params)
+
+
+def test_column_split_keeps_each_pair_where_its_column_says(tmp_path, params):
+    rows = [
+        ["How do I learn Python quickly?", "What is the fastest way to learn Python?", 1, "tr"],
+        ["How do I learn Python quickly?", "What is the fastest way to learn Python?", 1, "tr"],
+        ["What is the fastest way to learn Python?", "How do I learn Python quickly?", 1, "te"],
+        ["Why is the sky blue on a clear day?", "What makes the sky look blue?", 1, "dev"],
+        ["How do I cook rice in a pot?", "What is the capital city of France?", 0, "te"],
+        ["Which laptop is best for programming?", "What should I eat for breakfast?", 0, "tr"],
+    ]
+    column_source(tmp_path, params, rows)
+    report = prepare.run(params)
+    parts = {
+        name: pd.read_parquet(f"{params['data']['processed_dir']}/{name}.parquet")
+        for name in ("train", "val", "test")
+    }
+    assert [len(parts[name]) for name in ("train", "val", "test")] == [2, 1, 2]
+    assert set(parts["test"]["part"]) == {"te"} and set(parts["val"]["part"]) == {"dev"}
+    assert report["dropped"]["duplicate_pair"] == 1  # the repeat inside train, not the test one
+    assert report["split"]["pairs_recurring_across_splits"] == {"train": 1, "val": 0, "test": 1}
+
+
+def test_column_split_without_its_column_or_with_an_unknown_value_is_one_error(tmp_path, params):
+    rows = [
+        ["How do I learn Python quickly?", "What is the fastest way to learn Python?", 1, "tr"],
+        ["Why is the sky blue on a clear day?", "What makes the sky look blue?", 1, "holdout"],
+    ]
+    column_source(tmp_path, params, rows)
+    with pytest.raises(InputError, match=r"part must be one of tr, dev, te.*row 2 \('holdout'\)"):
+        prepare.run(params)
+    params["split"]["column"] = "wang_split"
+    with pytest.raises(InputError, match="needs a column 'wang_split'.*found question1"):
+        prepare.run(params)
+
+
+@pytest.mark.parametrize(
+    "values", [{"tr": "train", "te": "test"}, {"tr": "train", "dev": "dev", "te": "test"}, []]
+)
+def test_column_values_must_reach_train_val_and_test(values):
+    from pipeline.config import SECTIONS, check_section
+    from pipeline.errors import ParamsError
+
+    with pytest.raises(ParamsError, match="split.column_values: .*train, val and test"):
+        check_section("split", {**COLUMN_SPLIT, "column_values": values}, SECTIONS["split"])
+
+
+@needs_shared
+def test_the_full_release_splits_as_published():
+    """The standard partition of the full release, read from ../shared (skipped if absent)."""
+    full = SHARED_TSV.parent / "quora_pairs_full.parquet"
+    if not full.exists():
+        pytest.skip(f"full release not found at {full}")
+    pairs = pd.read_parquet(full, columns=["question1", "question2", "is_duplicate", "wang_split"])
+    split = {**COLUMN_SPLIT, "column": "wang_split"}
+    split["column_values"] = {"train": "train", "dev": "val", "test": "test"}
+    prepare.check_split_column(pairs, split, "full")
+    parts, info = prepare.split_pairs(pairs, split, TextConfig())
+    assert {name: len(part) for name, part in parts.items()} == {
+        "train": 374_287,
+        "val": 9_787,
+        "test": 9_804,
+    }
+    assert parts["test"]["is_duplicate"].mean() == pytest.approx(0.498, abs=0.001)
+    # the release's README: no pair recurs across its splits
+    assert info["pairs_recurring_across_splits"] == {"train": 0, "val": 0, "test": 0}

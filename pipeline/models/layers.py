@@ -96,6 +96,32 @@ class SoftAlignment(keras.layers.Layer):
         return [aligned_a, aligned_b]
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Alignment(keras.layers.Layer):
+    """RE2's alignment: [key_a, key_b, a, b, mask_a, mask_b] -> [a~, b~].
+
+    Like SoftAlignment, but the attention scores come from projected keys (e = k_a k_b^T)
+    while what is aligned are the tokens' full features; padding gets no weight.
+    """
+
+    def call(self, inputs):
+        key_a, key_b, a, b, mask_a, mask_b = inputs
+        scores = ops.matmul(key_a, ops.transpose(key_b, (0, 2, 1)))  # (batch, len_a, len_b)
+        a_weights = _masked_softmax(scores, ops.expand_dims(mask_b, 1), axis=2)
+        b_weights = _masked_softmax(scores, ops.expand_dims(mask_a, 2), axis=1)
+        return [ops.matmul(a_weights, b), ops.matmul(ops.transpose(b_weights, (0, 2, 1)), a)]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ZeroPadding(keras.layers.Layer):
+    """[sequence, mask] -> the sequence with padding positions set to 0, so that a
+    convolution or a later block never reads what padding was turned into."""
+
+    def call(self, inputs):
+        x, mask = inputs
+        return x * ops.expand_dims(ops.cast(mask, x.dtype), -1)
+
+
 def _masked_softmax(scores, mask, axis: int):
     """Softmax over the unmasked entries; masked ones get exactly 0 (all masked: all 0)."""
     scores = ops.where(mask, scores, ops.full_like(scores, float("-inf")))

@@ -67,10 +67,29 @@ def question_keys(frame: pd.DataFrame, text: TextConfig) -> tuple[np.ndarray, np
     return codes[: len(frame)], codes[len(frame) :]
 
 
+def check_split_column(frame: pd.DataFrame, split: dict, source: str) -> None:
+    """For `split.strategy: column`: the column exists and every value is a known split."""
+    column, values = split["column"], split["column_values"]
+    if column not in frame.columns:
+        raise InputError(
+            f"{source}: split.strategy column needs a column {column!r} (split.column); "
+            f"found {', '.join(map(str, frame.columns))}"
+        )
+    unknown = np.flatnonzero(~frame[column].isin(list(values)).to_numpy(dtype=bool))
+    if len(unknown):
+        shown = ", ".join(f"row {r + 1} ({frame[column].iloc[r]!r})" for r in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise InputError(
+            f"{source}: {column} must be one of {', '.join(values)} (split.column_values): "
+            f"{shown}{more} (data rows, 1-based)"
+        )
+
+
 def clean(
-    frame: pd.DataFrame, data: dict, text: TextConfig, source: str
+    frame: pd.DataFrame, data: dict, text: TextConfig, source: str, within: str | None = None
 ) -> tuple[pd.DataFrame, dict]:
-    """Apply the cleaning rules in order; return the kept rows and a count per drop reason."""
+    """Apply the cleaning rules in order; return the kept rows and a count per drop reason.
+    With `within` (a split column), duplicate pairs are dropped inside each split only."""
     frame = frame.reset_index(drop=True).copy()
     dropped: dict[str, int] = {}
     for col in ("question1", "question2"):
@@ -101,12 +120,19 @@ def clean(
     frame = frame[keep].reset_index(drop=True)
 
     if data["drop_duplicate_pairs"]:
-        a, b = question_keys(frame, text)
-        key = pd.DataFrame({"lo": np.minimum(a, b), "hi": np.maximum(a, b)})
+        key = pair_keys(frame, text)
+        if within is not None:
+            key["within"] = frame[within].to_numpy()
         dup = key.duplicated(keep="first").to_numpy()
         dropped["duplicate_pair"] = int(dup.sum())
         frame = frame[~dup].reset_index(drop=True)
     return frame, dropped
+
+
+def pair_keys(frame: pd.DataFrame, text: TextConfig) -> pd.DataFrame:
+    """Each pair as its two question codes in either order: the same two questions, one key."""
+    a, b = question_keys(frame, text)
+    return pd.DataFrame({"lo": np.minimum(a, b), "hi": np.maximum(a, b)})
 
 
 def _component_ids(q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
@@ -121,6 +147,8 @@ def split_pairs(
     frame: pd.DataFrame, split: dict, text: TextConfig
 ) -> tuple[dict[str, pd.DataFrame], dict]:
     """Split into train/val/test by `split.strategy`; returns the parts and split facts.
+    `column` keeps each pair in the split its column names, and counts the pairs whose two
+    questions recur in another split (kept where they are, as published results keep them).
 
     Too few pairs for the split (a part would be empty, or a class too rare to stratify) is
     a ValueError saying why.
@@ -140,6 +168,18 @@ def split_pairs(
         )
         parts = {"train": train, "val": val, "test": test}
         info["pairs_dropped_for_disjointness"] = 0
+    elif split["strategy"] == "column":
+        given = frame[split["column"]].map(split["column_values"]).to_numpy()
+        parts = {name: frame[given == name] for name in SPLITS}
+        keys = pair_keys(frame, text).assign(split=given)
+        across = keys.groupby(["lo", "hi"])["split"].transform("nunique").to_numpy() > 1
+        info = {
+            "strategy": "column",
+            "column": split["column"],
+            "pairs_recurring_across_splits": {
+                name: int((across & (given == name)).sum()) for name in SPLITS
+            },
+        }
     else:  # question_disjoint
         parts, dropped = _question_disjoint(frame, fractions, seed, text)
         info["pairs_dropped_for_disjointness"] = dropped
@@ -205,7 +245,11 @@ def run(params: dict) -> dict:
     text = TextConfig.from_dict(params["text"])
     raw, source_info = load_raw(data)
     log.info("read %d rows from %s", len(raw), source_info["source"])
-    cleaned, dropped = clean(raw, data, text, source_info["source"])
+    within = None
+    if split["strategy"] == "column":
+        check_split_column(raw, split, source_info["source"])
+        within = split["column"]
+    cleaned, dropped = clean(raw, data, text, source_info["source"], within)
     report = {**source_info, "rows_kept": len(cleaned), "dropped": dropped}
     try:
         parts, split_info = split_pairs(cleaned, split, text)
@@ -214,7 +258,7 @@ def run(params: dict) -> dict:
         reasons = ", ".join(f"{n} {reason}" for reason, n in dropped.items() if n) or "none"
         raise InputError(
             f"{source_info['source']}: {len(raw)} rows read, {len(cleaned)} kept (dropped: "
-            f"{reasons}); too few to split {split['strategy']}ly into train/val/test: {err} "
+            f"{reasons}); too few to split ({split['strategy']}) into train/val/test: {err} "
             f"(see {data['report']})"
         ) from None
     out_dir = Path(data["processed_dir"])

@@ -1,0 +1,163 @@
+"""Benchmark: the pipeline on the full Quora release, with the standard (Wang et al.) split.
+
+Runs every stage as `dvc repro` runs it (`python -m pipeline.stages.<stage>`), with all outputs
+under a scratch directory, on `../shared/data/quora/quora_pairs_full.parquet` with
+`split.strategy: column` (train / dev / test of the published results; thresholds and early
+stopping on dev, figures on test). Records each stage's wall time and peak RSS (the stage's
+own process, from wait4) and each model's test metrics, and writes
+reports/bench/full_release.json after every stage, so a partial run keeps what it measured.
+
+Stages whose outputs already exist in the scratch directory are not run again unless named in
+--stages (their earlier figures are kept). Not a test: the figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import yaml
+from accuracy import VECTORS, scratch_params
+from common import ROOT, machine
+
+from pipeline.io import read_json, write_json
+
+FULL = ROOT.parent / "shared" / "data" / "quora" / "quora_pairs_full.parquet"
+DATA_STAGES = ("raw", "prepare", "vectors", "features")
+DETERMINISTIC_MODELS = {"logreg"}
+# published test accuracies on the same split (the full 10,000 test pairs)
+PUBLISHED = {
+    "BiMPM (Wang et al. 2017)": 0.882,
+    "Decomposable attention + char n-grams (Tomar et al. 2017)": 0.884,
+    "DIIN (Gong et al. 2018)": 0.891,
+    "RE2 (Yang et al. 2019)": 0.892,
+}
+
+
+def timed_stage(module: str, params_path: Path, *extra: str, log: Path) -> dict:
+    """Run one stage in its own process: wall seconds and the process's peak RSS."""
+    start = time.perf_counter()
+    with log.open("a") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"pipeline.stages.{module}", "--params", params_path, *extra],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"bench/full_release.py: {module} {' '.join(extra)} failed (see {log})")
+    return {
+        "seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),  # kB on Linux
+    }
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per model: mean test metrics and training time over its seeds (and their spread)."""
+    models: dict[str, dict] = {}
+    for name in dict.fromkeys(run["model"] for run in runs):
+        group = [run for run in runs if run["model"] == name]
+        row: dict = {"seeds": [run["seed"] for run in group]}
+        for key in ("accuracy", "roc_auc", "log_loss", "f1", "train_seconds", "epochs_run"):
+            values = [run["metrics"][key] for run in group if run["metrics"].get(key) is not None]
+            if not values:
+                continue
+            out = key if key in ("train_seconds", "epochs_run") else f"test_{key}"
+            row[out] = round(statistics.fmean(values), 4)
+            if len(values) > 1:
+                row[f"{out}_sd"] = round(statistics.stdev(values), 4)
+        models[name] = row
+    return models
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(FULL))
+    parser.add_argument("--work", default="reports/bench/full_release_run")
+    parser.add_argument("--output", default="reports/bench/full_release.json")
+    parser.add_argument("--vectors", default="spacy_md", choices=list(VECTORS))
+    parser.add_argument("--models", nargs="+", default=["logreg", "gbdt"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42])
+    parser.add_argument(
+        "--stages", nargs="*", default=[], help="data stages to run even if their outputs exist"
+    )
+    parser.add_argument(
+        "-S", "--set", action="append", default=[], help="section.key=value, for every stage"
+    )
+    args = parser.parse_args()
+    if not Path(args.data).exists():
+        raise SystemExit(f"bench/full_release.py: {args.data} not found (it lives in ../shared)")
+    work = (ROOT / args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "bench.log"
+    overrides = {"split.strategy": "column", **VECTORS[args.vectors]}
+    overrides.update({k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)})
+    params = scratch_params(work, str(Path(args.data).resolve()), overrides)
+    params["data"]["expected_rows"] = None
+
+    output = ROOT / args.output
+    report = read_json(output) if output.exists() else {"stages": {}, "runs": []}
+    report.update(
+        data=os.path.relpath(args.data, ROOT),
+        date=date.today().isoformat(),
+        machine=machine(),
+        vectors=args.vectors,
+        overrides=args.set,
+        published=PUBLISHED,
+    )
+
+    def save() -> None:
+        report["models"] = summarize(report["runs"])
+        write_json(output, report)
+
+    outputs = {
+        "raw": work / "raw",
+        "prepare": work / "data.json",
+        "vectors": work / "vectors.json",
+        "features": work / "features.json",
+    }
+    path = work / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    for name in DATA_STAGES:
+        if name in args.stages or not outputs[name].exists():
+            report["stages"][name] = timed_stage(name, path, log=log)
+            print(f"{name}: {report['stages'][name]}", flush=True)
+            save()
+    data = read_json(work / "data.json")
+    report["pairs"] = {s: data[s]["pairs"] for s in ("train", "val", "test")}
+    for seed in args.seeds:
+        params["train"]["seed"] = seed
+        path = work / f"params_{seed}.yaml"
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        for model in args.models:
+            if model in DETERMINISTIC_MODELS and seed != args.seeds[0]:
+                continue
+            key = model if len(args.seeds) == 1 else f"{model}@{seed}"
+            report["stages"][f"train@{key}"] = timed_stage("train", path, "--model", model, log=log)
+            report["stages"][f"evaluate@{key}"] = timed_stage(
+                "evaluate", path, "--model", model, log=log
+            )
+            metrics = read_json(work / "metrics" / f"{model}.json")
+            run = {"model": model, "seed": seed, "metrics": metrics}
+            report["runs"] = [
+                r for r in report["runs"] if (r["model"], r["seed"]) != (model, seed)
+            ] + [run]
+            save()
+            print(
+                f"{model} seed {seed}: test accuracy {metrics['accuracy']:.4f} ROC-AUC "
+                f"{metrics['roc_auc']:.4f} log loss {metrics['log_loss']:.4f} "
+                f"({metrics.get('train_seconds', 0):.0f} s training)",
+                flush=True,
+            )
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
