@@ -24,7 +24,14 @@ import pyarrow.compute as pc
 
 from pipeline import __version__
 from pipeline.errors import BundleError
-from pipeline.io import atomic_directory, file_hashes, read_json, sha256_of, write_json
+from pipeline.io import (
+    atomic_directory,
+    file_hashes,
+    read_json,
+    recover_directory,
+    sha256_of,
+    write_json,
+)
 from pipeline.models import get_kind, kind_names
 from pipeline.models.base import ModelKind, ScoringParts, in_batches, to_probability
 from pipeline.text import TextConfig, canonical, normalize, to_arrow
@@ -241,6 +248,7 @@ def load_bundle(directory: str | Path, wait: bool = True) -> Bundle:
     that needs the model.
     """
     directory = Path(directory)
+    recover_directory(directory)
     if not directory.is_dir():
         raise BundleError(f"{directory}: model bundle not found (train it with `dvc repro`)")
     meta_path = directory / "bundle.json"

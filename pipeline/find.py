@@ -34,9 +34,11 @@ from pipeline.io import (
     atomic_directory,
     atomic_path,
     check_writable,
+    exclusive_lock,
     file_hashes,
     load_npz,
     read_json,
+    recover_directory,
     save_npz,
     table_format,
     write_json,
@@ -47,6 +49,7 @@ from pipeline.text import normalize
 log = logging.getLogger("find")
 FORMAT_VERSION = 1
 INDEX_FILE, BANK_FILE, META_FILE = "index.faiss", "bank.parquet", "index.json"
+LOCK_TIMEOUT = 600.0  # seconds an --add waits for another writer of the same index
 PROJECTION_FILE = "projection.npz"
 QUERIES_PER_BATCH = 1024  # queries re-ranked together: 51k pairs with 50 candidates each
 OUTPUT_COLUMNS = (
@@ -192,6 +195,7 @@ class QuestionIndex:
     def read_meta(directory: str | Path) -> dict:
         """index.json, checked to be an index this dupq reads."""
         directory = Path(directory)
+        recover_directory(directory)
         meta_path = directory / META_FILE
         if not meta_path.is_file():
             raise InputError(f"{directory}: not a question index ({META_FILE} is missing)")
@@ -506,10 +510,11 @@ def _run(args) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
     if args.add:
         questions, ids = read_questions(args.add, args.question_col, args.id_col)
-        bundle = load_bundle(args.model or QuestionIndex.read_meta(args.index)["model"])
-        index = QuestionIndex.load(args.index, bundle)
-        added = index.add(questions, ids, bundle)
-        index.save(args.index)
+        with exclusive_lock(args.index, LOCK_TIMEOUT):  # read, add, write: one at a time
+            bundle = load_bundle(args.model or QuestionIndex.read_meta(args.index)["model"])
+            index = QuestionIndex.load(args.index, bundle)
+            added = index.add(questions, ids, bundle)
+            index.save(args.index)
         print(
             f"dupq-find: added {added} of {len(questions)} questions; "
             f"{len(index.bank)} in {args.index}",

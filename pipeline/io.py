@@ -9,8 +9,10 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,20 +44,92 @@ def table_format(path: str | Path, explicit: str | None = None) -> str:
 
 @contextlib.contextmanager
 def atomic_directory(directory: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside `directory`; swap it into place only if the block
-    succeeds, so a failed write leaves the old directory (a bundle, an index) as it was."""
+    """Yield a staging directory beside `directory`; swap it into place only if the block
+    succeeds, so a failed write leaves the old directory (a bundle, an index) as it was.
+
+    The swap survives a kill at any instant: the old directory is renamed aside (a backup),
+    the new one renamed in, and only then is the backup removed. A kill between the two
+    renames leaves no `directory` but a complete backup, which `recover_directory` (run here
+    and by every loader) renames back. Staging and backup names hold the host and process
+    id, so later runs remove those that killed processes left behind.
+    """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    recover_directory(directory)
+    prefix = f"{_temp_prefix(directory)}{os.getpid()}."
+    staging = Path(tempfile.mkdtemp(prefix=prefix, suffix=".staging", dir=directory.parent))
+    backup = staging.with_name(f"{prefix}{time.time_ns()}.old")
     try:
         yield staging
         os.chmod(staging, 0o755)  # mkdtemp makes 0700; give the usual directory mode
+        _fault_point("staged")
         if directory.exists():
-            shutil.rmtree(directory)
+            os.replace(directory, backup)
+            _fault_point("moved_old_aside")
         os.replace(staging, directory)
+        _fault_point("moved_new_in")
+        shutil.rmtree(backup, ignore_errors=True)
     finally:
         if staging.exists():
-            shutil.rmtree(staging)
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def recover_directory(directory: str | Path) -> None:
+    """Undo what a killed `atomic_directory` left: when `directory` is missing but a killed
+    process's backup of it is there, rename the newest backup back; then remove the staging
+    directories and backups of processes on this host that are gone."""
+    directory = Path(directory)
+    if not directory.parent.is_dir():
+        return
+    prefix = _temp_prefix(directory)
+    left = []
+    for candidate in directory.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = candidate.name[len(prefix) :].split(".", 1)[0]
+        if candidate.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            left.append(candidate)
+    backups = sorted((c for c in left if c.name.endswith(".old")), key=_backup_time)
+    if backups and not directory.exists():
+        os.replace(backups.pop(), directory)
+        logging.getLogger(__name__).warning(
+            "%s: restored from the backup a killed write left", directory
+        )
+    for stale in backups + [c for c in left if c.name.endswith(".staging")]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive_lock(target: str | Path, timeout: float) -> Iterator[None]:
+    """Hold an exclusive lock on `target` (a file or directory that several processes
+    read, modify and write) for the block. The lock file sits beside `target`, since a
+    directory swap replaces the directory itself. Waiting longer than `timeout` seconds is
+    an InputError naming the lock."""
+    from filelock import FileLock, Timeout
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.with_name(f".{target.name}.lock")
+    try:
+        with FileLock(lock_path, timeout=timeout):
+            yield
+    except Timeout:
+        raise InputError(
+            f"{target}: another process has held its lock ({lock_path}) for over "
+            f"{timeout:g} s; try again when it is done"
+        ) from None
+
+
+def _backup_time(path: Path) -> int:
+    stamp = path.name.rsplit(".", 2)[-2]
+    return int(stamp) if stamp.isdigit() else 0
+
+
+FAULT_ENV = "DUPQ_FAULT_AT"  # tests only: a step name of atomic_directory at which to die
+
+
+def _fault_point(step: str) -> None:
+    """Kill this process outright at `step` when the tests ask for it (fault injection)."""
+    if os.environ.get(FAULT_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _temp_prefix(path: Path) -> str:
