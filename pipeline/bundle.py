@@ -34,6 +34,7 @@ from pipeline.io import (
 )
 from pipeline.models import get_kind, kind_names
 from pipeline.models.base import ModelKind, ScoringParts, in_batches, to_probability
+from pipeline.tables import not_text
 from pipeline.text import TextConfig, canonical, normalize, to_arrow
 from pipeline.text_model import READS, TextModel
 
@@ -98,14 +99,9 @@ def _distinct_texts(q1: pd.Series, q2: pd.Series) -> tuple[np.ndarray, object]:
         encoded = pc.dictionary_encode(to_arrow(pd.concat([q1, q2], ignore_index=True)))
         return pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), encoded.dictionary
     both = pd.concat([q1.astype(object), q2.astype(object)], ignore_index=True)
-    not_text = np.zeros(len(both), dtype=bool)
-    if pd.api.types.infer_dtype(both, skipna=True) not in ("string", "empty"):
-        # mixed values: only these need a look at each value (some cannot even be hashed)
-        is_text = both.map(lambda value: isinstance(value, str))
-        not_text = ~(is_text | both.isna()).to_numpy(dtype=bool)
-        both = both.where(~not_text)
-    codes, distinct = pd.factorize(both, use_na_sentinel=True)
-    codes[not_text] = -2
+    bad = not_text(both)
+    codes, distinct = pd.factorize(both.where(~bad), use_na_sentinel=True)
+    codes[bad] = -2
     return codes, pd.Series(distinct, dtype=object)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +44,11 @@ from pipeline.io import (
     table_format,
     write_json,
 )
-from pipeline.tables import ChunkWriter, concat_rows, open_table
+from pipeline.tables import ChunkWriter, concat_rows, not_text, open_table
 from pipeline.text import normalize
 
 log = logging.getLogger("find")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the model's path is relative to the index directory
 INDEX_FILE, BANK_FILE, META_FILE = "index.faiss", "bank.parquet", "index.json"
 LOCK_TIMEOUT = 600.0  # seconds an --add waits for another writer of the same index
 PROJECTION_FILE = "projection.npz"
@@ -131,7 +132,7 @@ class QuestionIndex:
             "format_version": FORMAT_VERSION,
             "dupq_version": __version__,
             "text_model_files": _text_model_files(bundle),
-            "model": str(bundle.directory),
+            "model": str(Path(bundle.directory).resolve()),
             "settings": {key: settings[key] for key in SETTINGS},
         }
         empty = pd.DataFrame(
@@ -146,19 +147,26 @@ class QuestionIndex:
         built.add(questions, ids, bundle)
         return built
 
-    def add(self, questions, ids, bundle: Bundle) -> int:
-        """Add questions to the index; rows whose question is missing or empty after
-        normalization are skipped and counted. Returns how many were added."""
-        questions = pd.Series(questions, dtype="string").reset_index(drop=True)
+    def add(self, questions, ids, bundle: Bundle) -> dict[str, int]:
+        """Add questions to the index; rows whose question is not text, or is missing or
+        empty after normalization, are skipped. Returns how many were added and skipped."""
+        questions = pd.Series(questions).reset_index(drop=True)
+        bad = not_text(questions)
+        questions = questions.where(~bad).astype("string")
         ids = (
             pd.Series(np.arange(len(self.bank), len(self.bank) + len(questions)), dtype="string")
             if ids is None
             else pd.Series(ids).astype("string").reset_index(drop=True)
         )
         normalized = normalize(questions, bundle.text_model.text.unicode_form)
-        keep = (normalized.fillna("") != "").to_numpy()
+        keep = (normalized.fillna("") != "").to_numpy() & ~bad
+        counts = {
+            "added": int(keep.sum()),
+            "not text": int(bad.sum()),
+            "empty or missing": int((~keep & ~bad).sum()),
+        }
         if not keep.all():
-            log.warning("skipped %d empty or missing questions", int((~keep).sum()))
+            log.warning("skipped %d not text, %d empty or missing", *list(counts.values())[1:])
         added = pd.DataFrame(
             {"bank_id": ids[keep], "question": questions[keep], "normalized": normalized[keep]}
         ).reset_index(drop=True)
@@ -166,7 +174,7 @@ class QuestionIndex:
             self.index.add(self.encoder.vectors(added["normalized"]))
         self.bank = concat_rows([self.bank, added])
         self.meta["questions"] = len(self.bank)
-        return len(added)
+        return counts
 
     def column(self, name: str) -> np.ndarray:
         """A bank column as an object array, converted once per bank size (not per query)."""
@@ -189,7 +197,10 @@ class QuestionIndex:
             if self.encoder.projection is not None:
                 save_npz(staging / PROJECTION_FILE, projection=self.encoder.projection)
             self.bank.to_parquet(staging / BANK_FILE, index=False)
-            write_json(staging / META_FILE, {**self.meta, "files": file_hashes(staging)})
+            model = os.path.relpath(self.meta["model"], Path(directory).resolve())
+            write_json(
+                staging / META_FILE, {**self.meta, "model": model, "files": file_hashes(staging)}
+            )
 
     @staticmethod
     def read_meta(directory: str | Path) -> dict:
@@ -205,6 +216,11 @@ class QuestionIndex:
             raise InputError(f"{meta_path}: unreadable ({err})") from None
         if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
             raise InputError(f"{directory}: not an index this dupq reads (rebuild it)")
+        problem = _meta_problem(meta)
+        if problem:
+            raise InputError(f"{meta_path}: {problem} (rebuild the index: dvc repro index)")
+        # the model's path is kept relative to the index, so it resolves from anywhere
+        meta["model"] = str((directory / meta["model"]).resolve())
         return meta
 
     @classmethod
@@ -251,6 +267,26 @@ SETTINGS = (
     "ef_search",
     "candidates",
 )
+
+
+META_FIELDS = {  # index.json's fields and their JSON types
+    "blend": (int, float),
+    "model": str,
+    "text_model_files": dict,
+    "settings": dict,
+    "files": dict,
+}
+
+
+def _meta_problem(meta: dict) -> str | None:
+    """What is missing or wrong in an index.json that parsed, field by field."""
+    for name, types in META_FIELDS.items():
+        if not isinstance(meta.get(name), types):
+            return f"field {name!r} missing or not a {getattr(types, '__name__', 'number')}"
+    missing = [key for key in SETTINGS if key not in meta["settings"]]
+    if missing:
+        return f"field 'settings' lacks {', '.join(missing)}"
+    return None
 
 
 def _text_model_files(bundle: Bundle) -> dict:
@@ -513,11 +549,12 @@ def _run(args) -> int:
         with exclusive_lock(args.index, LOCK_TIMEOUT):  # read, add, write: one at a time
             bundle = load_bundle(args.model or QuestionIndex.read_meta(args.index)["model"])
             index = QuestionIndex.load(args.index, bundle)
-            added = index.add(questions, ids, bundle)
+            counts = index.add(questions, ids, bundle)
             index.save(args.index)
+        skipped = ", ".join(f"{n} {why}" for why, n in counts.items() if why != "added" and n)
         print(
-            f"dupq-find: added {added} of {len(questions)} questions; "
-            f"{len(index.bank)} in {args.index}",
+            f"dupq-find: added {counts['added']} of {len(questions)} questions; "
+            f"{len(index.bank)} in {args.index}" + (f" (skipped: {skipped})" if skipped else ""),
             file=sys.stderr,
         )
         return 0

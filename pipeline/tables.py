@@ -152,13 +152,18 @@ def read_header(path: Path, fmt: str) -> list[str]:
 def _text_header(path: Path, fmt: str) -> list[str]:
     if fmt == "jsonl":
         with open(path, encoding="utf-8-sig") as f:
-            first = next((line for line in f if line.strip()), None)
+            numbered = ((n, line) for n, line in enumerate(f, 1) if line.strip())
+            line_number, first = next(numbered, (0, None))
         if first is None:
             return []
+        if not first.strip().startswith("{"):
+            raise InputError(
+                f"{path}: line {line_number}: not a JSON object: {first.strip()[:80]!r}"
+            )
         try:
             return list(pd.read_json(StringIO(first), lines=True).columns)
         except ValueError as err:
-            raise InputError(f"{path}: line 1: not a JSON object ({err})") from None
+            raise InputError(f"{path}: line {line_number}: not a JSON object ({err})") from None
     with open(path, encoding="utf-8-sig", newline="") as f:
         # the first non-blank record, as the CSV reader reads it (quoted newlines included)
         return next((row for row in csv.reader(f, delimiter=_delimiter(fmt)) if row), [])
@@ -277,6 +282,20 @@ def _line_of(path: Path, text: str) -> int | str:
         return "?" if offset < 0 else data[:offset].count(b"\n") + 1
 
 
+def not_text(values: pd.Series) -> np.ndarray:
+    """Per value: whether it is present but not text (a number, boolean, list or object, as
+    JSON lines and parquet can hold). The one rule for questions everywhere: training
+    (prepare), scoring and adding to a question index all treat such a value as an error."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return np.zeros(len(values), dtype=bool)
+    values = values.astype(object)
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return np.zeros(len(values), dtype=bool)
+    # mixed values: only these need a look at each value (some cannot even be hashed)
+    is_text = values.map(lambda value: isinstance(value, str))
+    return ~(is_text | values.isna()).to_numpy(dtype=bool)
+
+
 def unified_type(old: pa.DataType, new: pa.DataType) -> pa.DataType:
     """One type for a column seen as `old`, then `new`: all-null columns take the other's
     type, integers and floats meet as float64, anything else mixed becomes text."""
@@ -294,8 +313,25 @@ def whole_table(frame: pd.DataFrame) -> pa.Table:
     """`frame` as an Arrow table with one chunk per column. Arrow-backed pandas columns keep
     the chunks they were concatenated from, empty ones included, and Arrow's CSV writer
     (26.0.1) writes raw memory for an empty large_string chunk: what is written must never
-    depend on how a column happens to be cut."""
-    return pa.Table.from_pandas(frame, preserve_index=False).combine_chunks()
+    depend on how a column happens to be cut. A column whose values share no one type
+    (JSON lines with 1, "high" and 2.5 in one column) is written as their text."""
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column of values of several types
+        mixed = {name: frame[name].astype("string") for name in frame if _mixed(frame[name])}
+        table = pa.Table.from_pandas(frame.assign(**mixed), preserve_index=False)
+    return table.combine_chunks()
+
+
+def _mixed(column: pd.Series) -> bool:
+    """Whether Arrow finds no one type for the column's values (1, "high", 2.5)."""
+    if column.dtype != object:
+        return False
+    try:
+        pa.array(column, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return True
+    return False
 
 
 def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -311,7 +347,7 @@ class ChunkWriter:
     Input columns are written as they came, whatever their type. CSV and JSON lines are text
     chunk by chunk; a parquet file has one schema, so when a column's type changes between
     chunks (numbers, then text; nulls, then text) the part already written is rewritten with
-    the unified type.
+    the unified type, and a column of mixed types within a chunk becomes text.
     """
 
     def __init__(self, path: Path, fmt: str):

@@ -228,6 +228,7 @@ def test_run_writes_splits_and_report(params):
     saved = json.loads(open(params["data"]["report"]).read())
     assert saved["rows_kept"] == report["rows_kept"]
     assert set(saved["dropped"]) == {
+        "question_not_text",
         "missing_question",
         "shorter_than_min_chars",
         "invalid_label",

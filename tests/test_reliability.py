@@ -21,6 +21,7 @@ from conftest import ROOT, run_cli
 from pipeline import score
 from pipeline.bundle import load_bundle
 from pipeline.errors import BundleError
+from pipeline.tables import open_table
 
 Q1 = "How do I learn Python quickly?"
 Q2 = "What is the fastest way to learn Python?"
@@ -274,6 +275,23 @@ def test_pass_through_columns_whose_type_changes_are_written_faithfully(bundles,
     notes = [None if pd.isna(v) or v == "" else v for v in written["note"]]
     assert notes == [None] * 3 + ["late text"] * 3
     assert len(written) == 6 and written["probability"].notna().all()
+
+
+@pytest.mark.parametrize("ext", [".csv", ".tsv", ".parquet", ".jsonl"])
+def test_a_pass_through_column_of_mixed_types_in_one_chunk_is_written(bundles, tmp_path, ext):
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "".join(
+            json.dumps({"question1": Q1, "question2": Q2, "level": level}) + "\n"
+            for level in (1, "high", 2.5)
+        )
+    )
+    out = tmp_path / f"out{ext}"
+    result = cli("--model", bundles["logreg"], "--input", source, "--output", out)
+    assert result.returncode == 0, result.stderr
+    written = open_table(out).read()
+    assert [str(v) for v in written["level"]] == ["1", "high", "2.5"]
+    assert written["probability"].notna().all()
 
 
 def test_header_only_parquet_keeps_its_column_types(bundles, tmp_path):

@@ -120,3 +120,11 @@ def test_quoted_empty_text_and_a_missing_cell_stay_apart(tmp_path, fmt):
     frame = pd.DataFrame({"a": pd.array(["", None, "x"], dtype="string"), "b": [1, 2, 3]})
     write(frame, tmp_path / f"e.{fmt}", fmt)
     assert as_list(open_table(tmp_path / f"e.{fmt}").read()["a"]) == ["", None, "x"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_column_of_mixed_types_in_one_chunk_is_written_faithfully(tmp_path, fmt):
+    frame = pd.DataFrame({"level": pd.Series([1, "high", 2.5, None], dtype=object), "n": range(4)})
+    write(frame, tmp_path / f"mixed.{fmt}", fmt)
+    back = open_table(tmp_path / f"mixed.{fmt}").read()
+    assert [None if pd.isna(v) else str(v) for v in back["level"]] == ["1", "high", "2.5", None]

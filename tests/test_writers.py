@@ -1,6 +1,7 @@
 """Writers that never lose what they were given: concurrent adds to one question index, and
 directory swaps (an index, a model bundle) that a kill at any instant leaves whole."""
 
+import json
 import os
 import signal
 import subprocess
@@ -148,3 +149,113 @@ def test_recovery_never_touches_a_live_writers_backup(tmp_path):
     live.mkdir()
     recover_directory(target)
     assert live.exists() and not target.exists()
+
+
+# -- one rule for values that are not text, and the last input gaps ---------------------------
+NOT_TEXT = [12345, {"a": 1}, ["a", "list"], True, 3.5]
+
+
+def test_add_skips_questions_that_are_not_text_and_says_so(small_index, tmp_path):
+    source = tmp_path / "add.jsonl"
+    rows = [{"question": value} for value in [*NOT_TEXT, "How do I train a puppy?", ""]]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = find_cli("--index", small_index, "--add", source)
+    assert result.returncode == 0, result.stderr
+    assert "added 1 of 7 questions; 4 in" in result.stderr
+    assert "(skipped: 5 not text, 1 empty or missing)" in result.stderr
+    bank = open_finder(small_index).index.bank["question"].tolist()
+    assert bank[-1] == "How do I train a puppy?" and "12345" not in bank
+
+
+def test_prepare_drops_questions_that_are_not_text_by_their_own_reason(params, tmp_path):
+    from pipeline.stages import prepare, raw
+
+    good = [
+        {"question1": f"How do I learn topic {i} well?", "question2": f"Best way to learn {i}?"}
+        for i in range(40)
+    ]
+    rows = [{**row, "is_duplicate": i % 2} for i, row in enumerate(good)]
+    rows += [
+        {"question1": value, "question2": "A real question here?", "is_duplicate": 0}
+        for value in NOT_TEXT
+    ]
+    source = tmp_path / "pairs.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    params["data"]["source"] = str(source)
+    raw.run(params)
+    report = prepare.run(params)
+    assert report["dropped"]["question_not_text"] == len(NOT_TEXT)
+    assert report["rows_kept"] == 40
+
+
+def test_a_jsonl_file_whose_first_line_is_not_an_object_names_the_line(tmp_path):
+    from pipeline.tables import open_table
+
+    (tmp_path / "q.jsonl").write_text('\n[1, 2, 3]\n{"question1": "a"}\n')
+    with pytest.raises(InputError, match=r"q.jsonl: line 2: not a JSON object: '\[1, 2, 3\]'"):
+        open_table(tmp_path / "q.jsonl")
+
+
+def test_an_index_json_without_a_field_is_a_clear_error(small_index):
+    meta_path = small_index / "index.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["settings"]["vectors"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="index.json: field 'settings' lacks vectors"):
+        open_finder(small_index)
+    meta["settings"] = "flat"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="field 'settings' missing or not a dict"):
+        open_finder(small_index)
+
+
+def test_dupq_find_works_from_outside_the_project(small_index, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.find",
+            "--index",
+            small_index.resolve(),
+            "--query",
+            "Why is the sky blue?",
+            "--top-k",
+            "1",
+        ],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Why is the sky blue?" in result.stdout
+
+
+def train_cli(params: dict, tmp_path, model: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.stages.train", "--params", path, "--model", model],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_train_checks_the_ensemble_members_before_any_model_trains(params, tmp_path):
+    params["train"]["models"] = ["logreg", "gbdt"]
+    params["ensemble"]["members"] = ["logreg", "esim"]
+    result = train_cli(params, tmp_path, "logreg")
+    assert result.returncode == 2
+    assert "ensemble.members: ['esim'] not in train.models" in result.stderr
+    assert not (tmp_path / "models" / "logreg").exists()
+
+
+def test_train_before_features_says_which_stage_to_run(params, tmp_path):
+    result = train_cli(params, tmp_path, "logreg")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no features yet; run the features stage first (dvc repro features)" in result.stderr

@@ -20,6 +20,7 @@ from sklearn.model_selection import train_test_split
 from pipeline.config import run_stage
 from pipeline.io import InputError, write_json, write_parquet
 from pipeline.raw_data import read_manifest, read_pairs
+from pipeline.tables import not_text
 from pipeline.text import TextConfig, canonical, normalize, tokenize
 
 log = logging.getLogger("prepare")
@@ -92,8 +93,13 @@ def clean(
     With `within` (a split column), duplicate pairs are dropped inside each split only."""
     frame = frame.reset_index(drop=True).copy()
     dropped: dict[str, int] = {}
+    not_text_rows = np.zeros(len(frame), dtype=bool)
     for col in ("question1", "question2"):
-        frame[col] = normalize(frame[col], text.unicode_form).to_numpy()
+        bad = not_text(frame[col])  # JSON numbers, lists, objects: never training text
+        not_text_rows |= bad
+        frame[col] = normalize(
+            frame[col].where(~bad).astype("string"), text.unicode_form
+        ).to_numpy()
 
     labels, bad_label = parse_labels(frame, data["invalid_labels"], source)
     frame["is_duplicate"] = labels.to_numpy()
@@ -108,7 +114,10 @@ def clean(
         (frame["question1"].str.len() < data["min_chars"])
         | (frame["question2"].str.len() < data["min_chars"])
     ).to_numpy(dtype=bool)
+    missing = missing & ~not_text_rows
+    short = short & ~not_text_rows
     rules = [
+        ("question_not_text", not_text_rows),
         ("missing_question", missing),
         ("shorter_than_min_chars", short),
         ("invalid_label", bad_label.to_numpy()),

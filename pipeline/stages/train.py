@@ -13,13 +13,16 @@ from pathlib import Path
 
 from pipeline.bundle import same_text_is_duplicate, save_bundle
 from pipeline.config import check_params, run_stage
+from pipeline.errors import InputError
 from pipeline.metrics import choose_threshold, classification_metrics
 from pipeline.models import get_kind
 from pipeline.models.base import fit_calibration, to_probability
 from pipeline.text_model import TextModel, load_pairs
 
 log = logging.getLogger("train")
-SECTIONS = ("data", "features", "train", "evaluate")  # params.yaml sections read, checked first
+# params.yaml sections read, checked first; `ensemble` too, so that a member the pipeline
+# does not train stops the first model's training, not the ensemble's after every member
+SECTIONS = ("data", "features", "train", "evaluate", "ensemble")
 
 
 def run(params: dict, name: str) -> dict:
@@ -27,6 +30,10 @@ def run(params: dict, name: str) -> dict:
     kind = get_kind(name)
     train_cfg, cfg = params["train"], params[name]
     features_dir = Path(params["features"]["dir"])
+    if not (features_dir / "text_model.json").is_file():
+        raise InputError(
+            f"{features_dir}: no features yet; run the features stage first (dvc repro features)"
+        )
     text_model = TextModel.load(features_dir)
     processed_dir = params["data"]["processed_dir"]
     train = load_pairs(features_dir, processed_dir, "train", kind.reads)
