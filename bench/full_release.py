@@ -65,6 +65,9 @@ def summarize(runs: list[dict]) -> dict:
     for name in dict.fromkeys(run["model"] for run in runs):
         group = [run for run in runs if run["model"] == name]
         row: dict = {"seeds": [run["seed"] for run in group]}
+        val = [run["val_metrics"]["accuracy"] for run in group if "val_metrics" in run]
+        if val:
+            row["val_accuracy"] = round(statistics.fmean(val), 4)
         for key in ("accuracy", "roc_auc", "log_loss", "f1", "train_seconds", "epochs_run"):
             values = [run["metrics"][key] for run in group if run["metrics"].get(key) is not None]
             if not values:
@@ -113,6 +116,13 @@ def main() -> None:
         published=PUBLISHED,
     )
 
+    for run in report["runs"]:  # runs recorded before val metrics were: from their bundle
+        bundle_path = work / "models" / run["model"] / "bundle.json"
+        if "val_metrics" not in run and bundle_path.exists():
+            bundle = read_json(bundle_path)
+            if bundle["train_params"]["seed"] == run["seed"]:
+                run["val_metrics"] = bundle["val_metrics"]
+
     def save() -> None:
         report["models"] = summarize(report["runs"])
         write_json(output, report)
@@ -145,7 +155,14 @@ def main() -> None:
                 "evaluate", path, "--model", model, log=log
             )
             metrics = read_json(work / "metrics" / f"{model}.json")
-            run = {"model": model, "seed": seed, "metrics": metrics}
+            bundle = read_json(work / "models" / model / "bundle.json")
+            run = {
+                "model": model,
+                "seed": seed,
+                "overrides": args.set,
+                "val_metrics": bundle["val_metrics"],  # what settings are chosen on
+                "metrics": metrics,
+            }
             report["runs"] = [
                 r for r in report["runs"] if (r["model"], r["seed"]) != (model, seed)
             ] + [run]

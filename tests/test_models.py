@@ -257,6 +257,9 @@ def test_masked_pooling_and_alignment_ignore_padding():
     aligned, _ = Alignment()([x, b, x, b, mask, mask])
     aligned_noisy, _ = Alignment()([x, b_noisy, x, b_noisy, mask, mask])
     assert np.allclose(np.asarray(aligned), np.asarray(aligned_noisy), atol=1e-5)
+    # with keys a * sqrt(width) (undoing the scaling), it aligns as ESIM's does
+    keys = x * np.sqrt(x.shape[-1])
+    aligned, _ = Alignment()([keys, b, x, b, mask, mask])
     assert np.allclose(np.asarray(aligned), np.asarray(SoftAlignment()([x, b, mask, mask])[0]))
     zeroed = np.asarray(ZeroPadding()([noisy, mask]))
     assert np.all(zeroed[~mask] == 0) and np.array_equal(zeroed[mask], x[mask])

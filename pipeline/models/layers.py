@@ -100,13 +100,15 @@ class SoftAlignment(keras.layers.Layer):
 class Alignment(keras.layers.Layer):
     """RE2's alignment: [key_a, key_b, a, b, mask_a, mask_b] -> [a~, b~].
 
-    Like SoftAlignment, but the attention scores come from projected keys (e = k_a k_b^T)
-    while what is aligned are the tokens' full features; padding gets no weight.
+    Like SoftAlignment, but the attention scores come from projected keys (e = k_a k_b^T /
+    sqrt(width), which keeps the softmax from saturating) while what is aligned are the
+    tokens' full features; padding gets no weight.
     """
 
     def call(self, inputs):
         key_a, key_b, a, b, mask_a, mask_b = inputs
-        scores = ops.matmul(key_a, ops.transpose(key_b, (0, 2, 1)))  # (batch, len_a, len_b)
+        scale = ops.sqrt(ops.cast(ops.shape(key_a)[-1], key_a.dtype))  # as in scaled attention
+        scores = ops.matmul(key_a, ops.transpose(key_b, (0, 2, 1))) / scale
         a_weights = _masked_softmax(scores, ops.expand_dims(mask_b, 1), axis=2)
         b_weights = _masked_softmax(scores, ops.expand_dims(mask_a, 2), axis=1)
         return [ops.matmul(a_weights, b), ops.matmul(ops.transpose(b_weights, (0, 2, 1)), a)]

@@ -55,6 +55,7 @@ def encoder(text_model, params: dict) -> keras.Model:
     x = layers.Concatenate(name="token_features")([vectors, token_idf])
     x = layers.Dropout(params["dropout"], name="embedding_dropout")(x)
     x = layers.Dense(params["embedding_units"], activation="relu", name="projection")(x)
+    x = layers.LayerNormalization(name="projection_norm")(x)
     return keras.Model(ids, QuestionEncoding(name="question_row")([x, ids]), name="encoder")
 
 
@@ -86,6 +87,7 @@ class Block:
         self.fused = layers.Concatenate(name=f"block{n}_fused")
         self.pairs = [layers.Concatenate(name=f"block{n}_with_{i}") for i in (1, 2, 3)]
         self.out = layers.Dense(units, activation="relu", name=f"block{n}_output")
+        self.norm = layers.LayerNormalization(name=f"block{n}_norm")
 
     def encode(self, x, mask):
         encoded = x
@@ -99,7 +101,7 @@ class Block:
             self.fuse[1](self.pairs[1]([x, self.difference([x, aligned])])),
             self.fuse[2](self.pairs[2]([x, self.product([x, aligned])])),
         ]
-        return self.zero([self.out(self.dropout(self.fused(parts))), mask])
+        return self.zero([self.norm(self.out(self.dropout(self.fused(parts)))), mask])
 
     def __call__(self, a, b, mask_a, mask_b):
         a, b = self.encode(a, mask_a), self.encode(b, mask_b)
