@@ -16,14 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
-import time
 from datetime import date
 from pathlib import Path
 
 import yaml
-from common import ROOT, SHARED_TSV, machine
+from common import ROOT, SHARED_TSV, machine, timed_stage
 
 from pipeline.io import read_json, write_json
 from pipeline.metrics import METRIC_KEYS
@@ -60,17 +57,7 @@ def scratch_params(work: Path, data: str, overrides: dict) -> dict:
 
 
 def stage(module: str, params_path: Path, *extra: str, log: Path) -> float:
-    start = time.perf_counter()
-    with log.open("a") as out:
-        result = subprocess.run(
-            [sys.executable, "-m", f"pipeline.stages.{module}", "--params", params_path, *extra],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    if result.returncode:
-        raise SystemExit(f"bench/accuracy.py: {module} {' '.join(extra)} failed (see {log})")
-    return time.perf_counter() - start
+    return timed_stage(module, params_path, *extra, log=log)["seconds"]
 
 
 def summarize(runs: list[dict]) -> dict:

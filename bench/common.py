@@ -2,6 +2,8 @@
 
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,3 +24,22 @@ def best_of(repeats: int, run):
         result = run()
         best = min(best, time.perf_counter() - start)
     return result, best
+
+
+def timed_stage(module: str, params_path: Path, *extra: str, log: Path) -> dict:
+    """Run one stage in its own process: wall seconds and the process's peak RSS."""
+    start = time.perf_counter()
+    with log.open("a") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"pipeline.stages.{module}", "--params", params_path, *extra],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"bench: {module} {' '.join(extra)} failed (see {log})")
+    return {
+        "seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),  # kB on Linux
+    }

@@ -16,15 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
-import time
 from datetime import date
 from pathlib import Path
 
 import yaml
 from accuracy import VECTORS, scratch_params
-from common import ROOT, machine
+from common import ROOT, machine, timed_stage
 
 from pipeline.io import read_json, write_json
 
@@ -38,25 +35,6 @@ PUBLISHED = {
     "DIIN (Gong et al. 2018)": 0.891,
     "RE2 (Yang et al. 2019)": 0.892,
 }
-
-
-def timed_stage(module: str, params_path: Path, *extra: str, log: Path) -> dict:
-    """Run one stage in its own process: wall seconds and the process's peak RSS."""
-    start = time.perf_counter()
-    with log.open("a") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", f"pipeline.stages.{module}", "--params", params_path, *extra],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"bench/full_release.py: {module} {' '.join(extra)} failed (see {log})")
-    return {
-        "seconds": round(time.perf_counter() - start, 1),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024),  # kB on Linux
-    }
 
 
 def summarize(runs: list[dict]) -> dict:

@@ -33,6 +33,7 @@ from pipeline.models.layers import (
     SymmetricPair,
     TokenMask,
     pair_model,
+    word_and_idf,
 )
 from pipeline.text_model import FIRST_WORD_ID, PAD_ID
 
@@ -49,22 +50,7 @@ def encoder(text_model, params: dict) -> keras.Model:
     """Token ids -> (max_len, 2 * rnn_units + 1) rows: contextual token encodings + ids."""
     ids = keras.Input(shape=(text_model.max_len,), dtype="int32", name="token_ids")
     mask = TokenMask(PAD_ID + 1, name="token_mask")(ids)
-    matrix = text_model.embedding_matrix()
-    vectors = layers.Embedding(
-        *matrix.shape,
-        embeddings_initializer=keras.initializers.Constant(matrix),
-        trainable=params["trainable_embeddings"],
-        name="embedding",
-    )(ids)
-    idf = text_model.idf_by_id()
-    token_idf = layers.Embedding(
-        len(idf),
-        1,
-        embeddings_initializer=keras.initializers.Constant(idf.reshape(-1, 1)),
-        trainable=False,
-        name="idf",
-    )(ids)
-    x = layers.Concatenate(name="token_features")([vectors, token_idf])
+    x = word_and_idf(ids, text_model, params["trainable_embeddings"])
     x = layers.Dropout(params["dropout"], name="embedding_dropout")(x)
     x = layers.Dense(params["projection_units"], activation="relu", name="projection")(x)
     x = birnn(params, f"encode_bi{params['rnn']}")(x, mask=mask)

@@ -232,6 +232,27 @@ def _distance_accuracy(y_true, distance, threshold=0.5):
     return ops.mean(ops.cast(ops.equal(predicted, y_true), "float32"), axis=-1)
 
 
+def word_and_idf(ids, text_model, trainable: bool):
+    """Per token: [its word vector (from the vectors stage), its train-split idf], the input
+    of the cross-attention models; the idf is never trained, the vectors when asked."""
+    matrix = text_model.embedding_matrix()
+    vectors = keras.layers.Embedding(
+        *matrix.shape,
+        embeddings_initializer=keras.initializers.Constant(matrix),
+        trainable=trainable,
+        name="embedding",
+    )(ids)
+    idf = text_model.idf_by_id()
+    token_idf = keras.layers.Embedding(
+        len(idf),
+        1,
+        embeddings_initializer=keras.initializers.Constant(idf.reshape(-1, 1)),
+        trainable=False,
+        name="idf",
+    )(ids)
+    return keras.layers.Concatenate(name="token_features")([vectors, token_idf])
+
+
 def pair_model(encoder: keras.Model, head: keras.Model, name: str) -> keras.Model:
     """q1, q2 -> head([encoder(q1), encoder(q2)]), with the shared parts named `encoder` and
     `head` so that scoring can run the encoder once per distinct question and the head once

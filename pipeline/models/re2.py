@@ -30,6 +30,7 @@ from pipeline.models.layers import (
     TokenMask,
     ZeroPadding,
     pair_model,
+    word_and_idf,
 )
 from pipeline.text_model import FIRST_WORD_ID, PAD_ID
 
@@ -37,22 +38,7 @@ from pipeline.text_model import FIRST_WORD_ID, PAD_ID
 def encoder(text_model, params: dict) -> keras.Model:
     """Token ids -> (max_len, embedding_units + 1) rows: projected word vectors + ids."""
     ids = keras.Input(shape=(text_model.max_len,), dtype="int32", name="token_ids")
-    matrix = text_model.embedding_matrix()
-    vectors = layers.Embedding(
-        *matrix.shape,
-        embeddings_initializer=keras.initializers.Constant(matrix),
-        trainable=params["trainable_embeddings"],
-        name="embedding",
-    )(ids)
-    idf = text_model.idf_by_id()
-    token_idf = layers.Embedding(
-        len(idf),
-        1,
-        embeddings_initializer=keras.initializers.Constant(idf.reshape(-1, 1)),
-        trainable=False,
-        name="idf",
-    )(ids)
-    x = layers.Concatenate(name="token_features")([vectors, token_idf])
+    x = word_and_idf(ids, text_model, params["trainable_embeddings"])
     x = layers.Dropout(params["dropout"], name="embedding_dropout")(x)
     x = layers.Dense(params["embedding_units"], activation="relu", name="projection")(x)
     x = layers.LayerNormalization(name="projection_norm")(x)
