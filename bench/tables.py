@@ -316,8 +316,9 @@ def full_release_section(report: dict) -> list[str]:
         return f"{row[key]:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
 
     for name, row in report["models"].items():
+        dev = f"{row['val_accuracy']:.3f}" if "val_accuracy" in row else "-"
         lines.append(
-            f"| `{name}` | {row['val_accuracy']:.3f} | {cell(row, 'test_accuracy')} | "
+            f"| `{name}` | {dev} | {cell(row, 'test_accuracy')} | "
             f"{cell(row, 'test_roc_auc')} | "
             f"{cell(row, 'test_log_loss')} | {row['train_seconds'] / 60:.1f} min"
             f"{ITERATIONS.get(name, ' ({:.0f} epochs)').format(row['epochs_run'])} | "
