@@ -120,6 +120,7 @@ def main() -> None:
             save()
     data = read_json(work / "data.json")
     report["pairs"] = {s: data[s]["pairs"] for s in ("train", "val", "test")}
+    base_seed = params["train"]["seed"]  # params.yaml's: its runs' stages go unsuffixed
     for seed in args.seeds:
         params["train"]["seed"] = seed
         path = work / f"params_{seed}.yaml"
@@ -127,7 +128,7 @@ def main() -> None:
         for model in args.models:
             if model in DETERMINISTIC_MODELS and seed != args.seeds[0]:
                 continue
-            key = model if len(args.seeds) == 1 else f"{model}@{seed}"
+            key = model if seed == base_seed else f"{model}@{seed}"
             report["stages"][f"train@{key}"] = timed_stage("train", path, "--model", model, log=log)
             report["stages"][f"evaluate@{key}"] = timed_stage(
                 "evaluate", path, "--model", model, log=log
