@@ -216,7 +216,7 @@ def save_bundle(
     """Write the bundle into a temporary directory, then swap it into place."""
     with atomic_directory(directory) as staging:
         text_model.save(staging)
-        facts = kind.save(model, staging)
+        facts = kind.save(model, staging, text_model)
         files = file_hashes(staging)
         import keras
 

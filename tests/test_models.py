@@ -238,6 +238,55 @@ def test_cross_attention_models_are_symmetric(featurized, name, row_width):
     assert bundle.encoding_floats == featurized["features"]["max_len"] * row_width
 
 
+def test_re2_scores_do_not_depend_on_padding(featurized):
+    """re2 trains on batches cut to their longest question, so a question's score must not
+    depend on how much padding follows it."""
+    import keras
+
+    train.run(featurized, "re2")
+    model = keras.models.load_model(
+        f"{featurized['train']['models_dir']}/re2/model.keras", safe_mode=True, compile=False
+    )
+    val = np.load(f"{featurized['features']['dir']}/val.npz")
+    q1, q2 = val["ids_q1"], val["ids_q2"]
+    short = model.predict({"q1": q1, "q2": q2}, verbose=0)
+    more = ((0, 0), (0, 9))  # nine more padding positions
+    padded = model.predict({"q1": np.pad(q1, more), "q2": np.pad(q2, more)}, verbose=0)
+    assert np.allclose(padded, short, rtol=0, atol=1e-5)
+
+
+def test_length_buckets_hold_every_pair_once_per_epoch_cut_to_its_batch():
+    from pipeline.models.base import length_buckets
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 21, size=(1000, 2))
+    ids = [np.where(np.arange(24) < n[:, None], 5, 0).astype(np.int32) for n in lengths.T]
+    for q in ids:  # each pair's first token is its row number + 1
+        q[:, 0] = np.arange(1, 1001)
+    labels = (rng.random(1000) < 0.3).astype(np.int64)
+    pairs = {"q1": ids[0], "q2": ids[1], "label": labels}
+    dataset = length_buckets(pairs, batch_size=64, weights={0: 0.5, 1: 2.0}, seed=7, window=4)
+    assert dataset.cardinality() == 16
+    epochs = []
+    for _ in range(2):
+        seen = []
+        for features, y, weight in dataset.as_numpy_iterator():
+            rows = features["q1"][:, 0] - 1
+            longest = lengths[rows].max()
+            assert features["q1"].shape[1] % 8 == 0 and longest <= features["q1"].shape[1]
+            assert features["q1"].shape[1] < longest + 8
+            assert np.array_equal(y, labels[rows])
+            assert np.array_equal(weight, np.where(labels[rows] == 1, 2.0, 0.5))
+            assert np.array_equal(features["q2"], ids[1][rows, : features["q2"].shape[1]])
+            seen.append(rows)
+        epochs.append(np.concatenate(seen))
+        assert np.array_equal(np.sort(epochs[-1]), np.arange(1000))
+    assert not np.array_equal(epochs[0], epochs[1])  # each epoch shuffles anew
+    again = length_buckets(pairs, batch_size=64, weights=None, seed=7, window=4)
+    first = np.concatenate([f["q1"][:, 0] - 1 for f, _ in again.as_numpy_iterator()])
+    assert np.array_equal(first, epochs[0])  # the same seed, the same order
+
+
 def test_masked_pooling_and_alignment_ignore_padding():
     from pipeline.models.layers import Alignment, MaskedPooling, SoftAlignment, ZeroPadding
 

@@ -59,7 +59,7 @@ class ModelKind:
     ) -> Fitted:
         raise NotImplementedError
 
-    def save(self, model, directory: Path) -> dict:
+    def save(self, model, directory: Path, text_model) -> dict:
         """Write the fitted model into a bundle directory; returns facts for bundle.json."""
         raise NotImplementedError
 
@@ -126,17 +126,26 @@ class KerasKind(ModelKind):
             ),
             DVCLiveCallback(live=Live(str(live_dir), dvcyaml=False, save_dvc_exp=False)),
         ]
+        weights = class_weights(train["label"], train_cfg["class_weight"])
+        if accepts_any_length(model):
+            training = (length_buckets(train, params["batch_size"], weights, train_cfg["seed"]),)
+            fit_args = {"shuffle": False}  # the buckets shuffle themselves
+            log.info("batches of similar length, each cut to its longest question")
+        else:
+            training = ({"q1": train["q1"], "q2": train["q2"]}, train["label"].astype(np.float32))
+            fit_args = {
+                "batch_size": params["batch_size"],
+                "shuffle": True,
+                "class_weight": weights,
+            }
         start = time.perf_counter()
         history = model.fit(
-            {"q1": train["q1"], "q2": train["q2"]},
-            train["label"].astype(np.float32),
+            *training,
             validation_data=({"q1": val["q1"], "q2": val["q2"]}, val["label"].astype(np.float32)),
-            batch_size=params["batch_size"],
             epochs=params["epochs"],
-            shuffle=True,
-            class_weight=class_weights(train["label"], train_cfg["class_weight"]),
             callbacks=callbacks,
             verbose=2,
+            **fit_args,
         )
         seconds = time.perf_counter() - start
         epochs_run = len(history.history["loss"])
@@ -151,12 +160,14 @@ class KerasKind(ModelKind):
         }
         return Fitted(model, np.asarray(raw_val).ravel(), info)
 
-    def save(self, model, directory: Path) -> dict:
+    def save(self, model, directory: Path, text_model) -> dict:
         from pipeline.models.layers import scoring_parts
 
         model.save(directory / self.model_file)
         per_question, _ = scoring_parts(model)
-        return {"encoding_floats": int(np.prod(per_question.output.shape[1:]))}
+        # a model of any length scores questions padded to max_len
+        shape = [text_model.max_len if n is None else n for n in per_question.output.shape[1:]]
+        return {"encoding_floats": int(np.prod(shape))}
 
     def load(self, directory: Path) -> ScoringParts:
         import keras
@@ -169,7 +180,8 @@ class KerasKind(ModelKind):
         per_question, per_pair = scoring_parts(model)
         # the first two batch shapes each trace a graph; after that one graph fits every size
         for n in (1, 2):
-            shape, dtype = per_question.input.shape[1:], per_question.input.dtype
+            shape = [n if size is None else size for size in per_question.input.shape[1:]]
+            dtype = per_question.input.dtype
             encoded = per_question.predict_on_batch(np.zeros((n, *shape), dtype=dtype))
             per_pair.predict_on_batch({"a": encoded, "b": encoded})
         return ScoringParts(
@@ -179,6 +191,55 @@ class KerasKind(ModelKind):
             ),
             lambda a, b: per_pair.predict_on_batch({"a": a, "b": b}),
         )
+
+
+def accepts_any_length(model) -> bool:
+    """True for a model whose questions may have any number of tokens."""
+    return model.get_layer("encoder").input.shape[1:] == (None,)
+
+
+def length_buckets(
+    pairs: dict, batch_size: int, weights: dict | None, seed: int, step: int = 8, window: int = 64
+):
+    """Training batches of pairs of similar length, each cut to its longest question (rounded
+    up to `step` tokens, so only a few shapes are traced), as a tf.data pipeline.
+
+    Every epoch shuffles anew from `seed`: the pairs are shuffled, sorted by length within
+    windows of `window` batches, cut into batches, and the batches shuffled. With class
+    weights, each pair carries its class's weight.
+    """
+    import tensorflow as tf
+
+    from pipeline.text_model import PAD_ID
+
+    q1, q2, labels = pairs["q1"], pairs["q2"], pairs["label"].astype(np.float32)
+    lengths = np.maximum((q1 != PAD_ID).sum(axis=1), (q2 != PAD_ID).sum(axis=1))  # post-padded
+    sample_weights = None
+    if weights:
+        sample_weights = np.where(pairs["label"] == 1, weights[1], weights[0]).astype(np.float32)
+    rng = np.random.default_rng(seed)
+
+    starts_at = np.arange(0, len(labels), batch_size)
+
+    def batches():
+        order = rng.permutation(len(labels))
+        windows = np.arange(len(order)) // (batch_size * window)
+        order = order[np.lexsort((lengths[order], windows))]
+        for start in rng.permutation(starts_at):
+            rows = np.sort(order[start : start + batch_size])
+            cut = max(step, -(-int(lengths[rows].max()) // step) * step)
+            features = {"q1": q1[rows, :cut], "q2": q2[rows, :cut]}
+            if sample_weights is None:
+                yield features, labels[rows]
+            else:
+                yield features, labels[rows], sample_weights[rows]
+
+    ids = tf.TensorSpec((None, None), tf.int32)
+    signature = ({"q1": ids, "q2": ids}, tf.TensorSpec((None,), tf.float32))
+    if sample_weights is not None:
+        signature += (tf.TensorSpec((None,), tf.float32),)
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(starts_at))).prefetch(2)
 
 
 def in_batches(predict, batch_size: int, *arrays, gather=None) -> np.ndarray:

@@ -136,7 +136,7 @@ class Ensemble(ModelKind):
         }
         return Fitted(model, out_of_fold.astype(np.float32), info)
 
-    def save(self, model: dict, directory: Path) -> dict:
+    def save(self, model: dict, directory: Path, text_model) -> dict:
         write_json(directory / MODEL_FILE, model)
         metas = [read_json(directory / m["path"] / "bundle.json") for m in model["members"]]
         return {

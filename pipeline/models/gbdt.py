@@ -114,7 +114,7 @@ class Gbdt(ModelKind):
         }
         return Fitted({"booster": booster, "char_idf": char_idf}, np.asarray(raw_val), info)
 
-    def save(self, model: dict, directory: Path) -> dict:
+    def save(self, model: dict, directory: Path, text_model) -> dict:
         booster = model["booster"]
         booster.save_model(str(directory / self.model_file), num_iteration=booster.best_iteration)
         save_npz(directory / CHARS_FILE, idf=model["char_idf"])

@@ -75,7 +75,7 @@ class Logreg(ModelKind):
         }
         return Fitted({"coef": coef, "intercept": intercept}, val_p, info)
 
-    def save(self, model: dict, directory: Path) -> dict:
+    def save(self, model: dict, directory: Path, text_model) -> dict:
         save_npz(directory / self.model_file, **model)
         return {}
 

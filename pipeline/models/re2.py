@@ -10,7 +10,9 @@ Per pair, `blocks` times with their own weights (both questions through the same
   [x_n, encoded] with the other question's (attention over its real tokens) -> fusion of
   the token with what it aligned to: G([G1[x, x~], G2[x, x - x~], G3[x, x * x~]]) = o_n.
 Then masked max and mean pooling -> [v_a + v_b, |v_a - v_b|, v_a * v_b] -> MLP -> sigmoid:
-symmetric by construction, as every layer treats a and b alike.
+symmetric by construction, as every layer treats a and b alike. The model takes questions of
+any length and ignores padding, so training runs on batches of similar length cut to their
+longest question (`pipeline.models.base.length_buckets`): half the work on the full release.
 """
 
 from __future__ import annotations
@@ -36,8 +38,11 @@ from pipeline.text_model import FIRST_WORD_ID, PAD_ID
 
 
 def encoder(text_model, params: dict) -> keras.Model:
-    """Token ids -> (max_len, embedding_units + 1) rows: projected word vectors + ids."""
-    ids = keras.Input(shape=(text_model.max_len,), dtype="int32", name="token_ids")
+    """Token ids -> (length, embedding_units + 1) rows: projected word vectors + ids.
+
+    Any length is accepted (training cuts each batch to its longest question), and the
+    output does not depend on how much padding follows a question's tokens."""
+    ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     x = word_and_idf(ids, text_model, params["trainable_embeddings"])
     x = layers.Dropout(params["dropout"], name="embedding_dropout")(x)
     x = layers.Dense(params["embedding_units"], activation="relu", name="projection")(x)
@@ -105,8 +110,9 @@ def head(row_shape: tuple, params: dict) -> keras.Model:
     mask_a, mask_b = token_mask(ids_a), token_mask(ids_b)
     exact = ExactMatch(FIRST_WORD_ID, name="exact_match")
     embedded = layers.Concatenate(name="embedded_with_match")
-    first_a = embedded([a, exact([ids_a, ids_b])])
-    first_b = embedded([b, exact([ids_b, ids_a])])
+    zero = ZeroPadding(name="embedded_zero_padding")  # padding's rows never reach a convolution
+    first_a = zero([embedded([a, exact([ids_a, ids_b])]), mask_a])
+    first_b = zero([embedded([b, exact([ids_b, ids_a])]), mask_b])
     x_a, x_b = first_a, first_b
     previous: list[tuple] = []  # the blocks' outputs so far
     for n in range(1, params["blocks"] + 1):
