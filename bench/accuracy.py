@@ -24,6 +24,7 @@ from common import ROOT, SHARED_TSV, machine, timed_stage
 
 from pipeline.io import read_json, write_json
 from pipeline.metrics import METRIC_KEYS
+from pipeline.stages._cli import paths_under
 
 KEYS = (*METRIC_KEYS, "train_seconds", "seconds_per_epoch", "epochs_run", "device")
 SUMMARY_KEYS = ("accuracy", "f1", "roc_auc", "log_loss", "train_seconds", "seconds_per_epoch")
@@ -36,20 +37,8 @@ DETERMINISTIC_MODELS = {"logreg"}  # one run whatever the seed (its bundle stays
 
 def scratch_params(work: Path, data: str, overrides: dict) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"].update(
-        source=data,
-        processed_dir=str(work / "processed"),
-        report=str(work / "data.json"),
-        raw_dir=str(work / "raw"),
-    )
-    params["vectors"].update(output=str(work / "vectors.bin"), report=str(work / "vectors.json"))
-    params["features"].update(dir=str(work / "features"), report=str(work / "features.json"))
-    params["train"].update(models_dir=str(work / "models"), live_dir=str(work / "live"))
-    params["evaluate"].update(
-        metrics_dir=str(work / "metrics"),
-        plots_dir=str(work / "eval"),
-        report=str(work / "models.md"),
-    )
+    params["data"]["source"] = data
+    params["paths"] = paths_under(work)
     for dotted, value in overrides.items():  # section.key=value, as with dvc exp run -S
         section, key = dotted.split(".", 1)
         params[section][key] = value

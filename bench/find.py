@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -77,7 +76,7 @@ def main() -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     settings = {key: params["index"][key] for key in SETTINGS}
     top_k = params["index"]["top_k"]
-    processed = Path(yaml.safe_load((run / "params.yaml").read_text())["data"]["processed_dir"])
+    processed = run / "processed"  # bench/accuracy.py's scratch layout
     splits = {s: pd.read_parquet(processed / f"{s}.parquet") for s in ("train", "val", "test")}
     bundles = {name: load_bundle(run / "models" / name) for name in args.models}
     first = next(iter(bundles.values()))  # every bundle of the run has the same text model

@@ -44,6 +44,8 @@ from pipeline.io import (
     table_format,
     write_json,
 )
+from pipeline.models import kind_names
+from pipeline.params import Choice, Int, OneOf, Optional, Section, Text
 from pipeline.tables import ChunkWriter, concat_rows, not_text, open_table
 from pipeline.text import normalize
 
@@ -257,6 +259,24 @@ class QuestionIndex:
         return cls(index, bank, meta, QuestionEncoder(bundle.text_model, projection))
 
 
+INDEX = Section(
+    "index",
+    {
+        "questions": Optional(Text()),
+        "question_col": Text(),
+        "id_col": Optional(Text()),
+        "model": OneOf(kind_names),
+        "vectors": Choice("tfidf", "embedding"),
+        "tfidf_dim": Int(),
+        "seed": Int(0),
+        "kind": Choice("hnsw", "flat"),
+        "hnsw_m": Int(2),
+        "ef_construction": Int(),
+        "ef_search": Int(),
+        "candidates": Int(),
+        "top_k": Int(),
+    },
+)
 SETTINGS = (
     "vectors",
     "tfidf_dim",

@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
+from pipeline.params import Choice, Section
+
+EVALUATE = Section("evaluate", {"threshold_metric": Choice("accuracy", "f1")})
+
 THRESHOLD_METRICS = ("accuracy", "f1")
 # what every metrics/<model>.json holds, in the order reports show them
 METRIC_KEYS = (

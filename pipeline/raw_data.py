@@ -24,7 +24,22 @@ from pipeline.io import (
     write_json,
     write_parquet,
 )
+from pipeline.params import Bool, Choice, Int, Optional, Section, Sha256, Text
 from pipeline.tables import check_utf8, open_table
+
+DATA = Section(
+    "data",
+    {
+        "source": Text(),
+        "url": Text(),
+        "sha256": Optional(Sha256()),
+        "expected_rows": Optional(Int()),
+        "min_chars": Int(0),
+        "invalid_labels": Choice("error", "drop"),
+        "encoding_errors": Choice("strict", "replace"),
+        "drop_duplicate_pairs": Bool(),
+    },
+)
 
 log = logging.getLogger("raw_data")
 MANIFEST = "source.json"

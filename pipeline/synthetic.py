@@ -15,6 +15,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.params import Int, Number, Section
+
+DEMO = Section(
+    "demo",
+    {
+        "n_pairs": Int(),
+        "positive_rate": Number(0.0, 1.0),
+        "seed": Int(0),
+        "label_noise": Number(0.0, 0.5, open_low=False),
+    },
+)
+
 # category -> entities, each a list of interchangeable aliases
 ENTITIES: dict[str, list[list[str]]] = {
     "language": [

@@ -19,6 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.params import Bool, Choice, Section
+
+TEXT = Section("text", {"lowercase": Bool(), "unicode_form": Choice("NFKC", "NFC", "NFKD", "NFD")})
+
 WHITESPACE = r"[\s\p{Z}]+"
 # anything but single ASCII spaces: runs of spaces, other whitespace, ASCII control characters
 ODD_SPACE = r"\s\s|[\x00-\x1f\x7f]"
@@ -39,8 +43,8 @@ class TextConfig:
     @classmethod
     def from_dict(cls, values: dict) -> TextConfig:
         return cls(
-            lowercase=bool(values.get("lowercase", True)),
-            unicode_form=values.get("unicode_form", "NFKC"),
+            lowercase=bool(values["lowercase"]),
+            unicode_form=values["unicode_form"],
         )
 
 

@@ -22,7 +22,19 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from pipeline.io import atomic_path, load_npz, read_json, save_npz, write_json
+from pipeline.params import Bool, Choice, Int, Optional, Section
 from pipeline.text import TextConfig, tokenize
+
+FEATURES = Section(
+    "features",
+    {
+        "weighting": Choice("tfidf", "idf", "mean"),
+        "sublinear_tf": Bool(),
+        "min_df": Int(),
+        "max_features": Optional(Int()),
+        "max_len": Int(),
+    },
+)
 
 PAD_ID, OOV_ID = 0, 1  # token ids: 0 pads, 1 is any word outside the vocabulary
 FIRST_WORD_ID = 2  # vocabulary word k has token id k + FIRST_WORD_ID

@@ -14,6 +14,29 @@ import pyarrow.compute as pc
 from gensim.models import KeyedVectors
 
 from pipeline.io import InputError, atomic_path
+from pipeline.params import Choice, Int, Number, Section, Text
+
+VECTORS = Section(
+    "vectors",
+    {
+        "source": Choice("train", "pretrained"),
+        "method": Choice("glove", "word2vec", "fasttext"),
+        "pretrained": Text(),
+        "pretrained_format": Choice("auto", "glove", "word2vec_text", "word2vec_binary", "gensim"),
+        "dim": Int(),
+        "window": Int(),
+        "min_count": Int(),
+        "epochs": Int(),
+        "learning_rate": Number(),
+        "batch_size": Int(),
+        "x_max": Number(),
+        "alpha": Number(),
+        "skip_gram": Choice(1, 0),
+        "bucket": Int(),
+        "workers": Int(0),
+        "seed": Int(0),
+    },
+)
 
 log = logging.getLogger("word_vectors")
 

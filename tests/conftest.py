@@ -74,24 +74,14 @@ def rehash(bundle: Path) -> None:
 
 def tiny_params(tmp: Path) -> dict:
     """params.yaml with every path under `tmp` and sizes small enough for a unit test."""
+    from pipeline.stages._cli import paths_under
+
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["demo"].update(n_pairs=600)
-    params["data"].update(
-        processed_dir=str(tmp / "processed"),
-        report=str(tmp / "data.json"),
-        raw_dir=str(tmp / "raw"),
-    )
-    params["vectors"].update(
-        dim=16,
-        epochs=3,
-        min_count=1,
-        output=str(tmp / "vectors.bin"),
-        report=str(tmp / "vectors.json"),
-    )
-    params["features"].update(
-        dir=str(tmp / "features"), report=str(tmp / "features.json"), max_len=12
-    )
-    params["train"].update(models_dir=str(tmp / "models"), live_dir=str(tmp / "live"), patience=1)
+    params["paths"] = paths_under(tmp)
+    params["vectors"].update(dim=16, epochs=3, min_count=1)
+    params["features"].update(max_len=12)
+    params["train"].update(patience=1)
     params["siamese"].update(units=16, epochs=2, batch_size=64)
     params["residual"].update(units=16, head_units=16, epochs=2, batch_size=64)
     params["birnn_cnn"].update(
@@ -100,9 +90,6 @@ def tiny_params(tmp: Path) -> dict:
     params["esim"].update(projection_units=8, rnn_units=8, head_units=8, epochs=1, batch_size=64)
     params["re2"].update(embedding_units=8, hidden_units=8, head_units=8, epochs=1, batch_size=64)
     params["gbdt"].update(max_rounds=30, early_stopping_rounds=10)
-    params["evaluate"].update(
-        metrics_dir=str(tmp / "metrics"), plots_dir=str(tmp / "eval"), report=str(tmp / "models.md")
-    )
     return params
 
 
@@ -133,4 +120,4 @@ def bundles(featurized):
     names = ("logreg", "residual", "esim")
     for name in names:
         train.run(featurized, name)
-    return {name: Path(featurized["train"]["models_dir"]) / name for name in names}
+    return {name: Path(featurized["paths"]["models"]) / name for name in names}

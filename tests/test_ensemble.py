@@ -42,8 +42,8 @@ def test_ensemble_scores_through_its_members_like_any_model(ensemble, tmp_path):
     params, meta = ensemble
     assert set(meta["stacker_weights"]) == set(MEMBERS)
     metrics = evaluate.run(params, "ensemble")
-    test = pd.read_parquet(f"{params['data']['processed_dir']}/test.parquet")
-    bundle = load_bundle(f"{params['train']['models_dir']}/ensemble")
+    test = pd.read_parquet(f"{params['paths']['processed']}/test.parquet")
+    bundle = load_bundle(f"{params['paths']['models']}/ensemble")
     api = bundle.predict_proba(test["question1"], test["question2"])
     predicted = (api >= metrics["threshold"]).astype(int)
     assert metrics["accuracy"] == pytest.approx((predicted == test["is_duplicate"]).mean())
@@ -62,7 +62,7 @@ def test_missing_or_changed_member_is_a_clear_error(ensemble, tmp_path):
 
     params, _ = ensemble
     models = tmp_path / "models"
-    shutil.copytree(params["train"]["models_dir"], models)
+    shutil.copytree(params["paths"]["models"], models)
     assert load_bundle(models / "ensemble").threshold >= 0
     meta = json.loads((models / "gbdt" / "bundle.json").read_text())
     meta["threshold"] = 0.123
@@ -92,7 +92,7 @@ def test_damaged_gbdt_or_ensemble_file_is_a_clear_error(ensemble, tmp_path):
 
     params, _ = ensemble
     models = tmp_path / "models"
-    shutil.copytree(params["train"]["models_dir"], models)
+    shutil.copytree(params["paths"]["models"], models)
     (models / "gbdt" / "gbdt.txt").write_text("tree\nnot a model\n")
     with pytest.raises(BundleError, match="bundle corrupted: gbdt.txt"):
         load_bundle(models / "gbdt")

@@ -112,7 +112,7 @@ def test_save_load_round_trip(model, tmp_path):
 def test_features_stage_outputs(featurized):
     from pipeline.text_model import load_split, load_tfidf
 
-    directory = featurized["features"]["dir"]
+    directory = featurized["paths"]["features"]
     train = load_split(directory, "train")
     q1, q2 = load_tfidf(f"{directory}/train_tfidf.npz")
     n = len(train["label"])

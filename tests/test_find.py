@@ -128,7 +128,7 @@ def test_damaged_or_missing_index_and_bad_input_are_one_line(index_dir, tmp_path
 
 
 def test_retrieval_metrics_on_known_duplicates(featurized, bundles):
-    processed = featurized["data"]["processed_dir"]
+    processed = featurized["paths"]["processed"]
     splits = {s: pd.read_parquet(f"{processed}/{s}.parquet") for s in ("train", "val", "test")}
     bundle = load_bundle(bundles["logreg"])
     approximate = evaluate_retrieval(bundle, SETTINGS, splits)

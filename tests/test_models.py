@@ -56,8 +56,8 @@ def test_metrics_keys_and_blog_precision():
 def test_model_trains_saves_reloads_and_predicts_the_same(featurized, name):
     meta = train.run(featurized, name)
     assert meta["epochs_run"] >= 1 and meta["device"]
-    directory = f"{featurized['train']['models_dir']}/{name}"
-    test = pd.read_parquet(f"{featurized['data']['processed_dir']}/test.parquet")
+    directory = f"{featurized['paths']['models']}/{name}"
+    test = pd.read_parquet(f"{featurized['paths']['processed']}/test.parquet")
     first = load_bundle(directory).predict_proba(test["question1"], test["question2"])
     again = load_bundle(directory).predict_proba(test["question1"], test["question2"])
     assert first.shape == (len(test),) and np.all((first >= 0) & (first <= 1))
@@ -80,7 +80,7 @@ def test_model_trains_saves_reloads_and_predicts_the_same(featurized, name):
         assert np.allclose(parts, np.ravel(whole), atol=1e-5)
 
     metrics = evaluate.run(featurized, name)
-    saved = json.loads(open(f"{featurized['evaluate']['metrics_dir']}/{name}.json").read())
+    saved = json.loads(open(f"{featurized['paths']['metrics']}/{name}.json").read())
     assert saved["accuracy"] == metrics["accuracy"]
     predicted = (first >= metrics["threshold"]).astype(int)
     assert metrics["accuracy"] == pytest.approx((predicted == test["is_duplicate"]).mean())
@@ -166,11 +166,8 @@ def test_mirrored_strategy_on_two_logical_cpus(featurized, tmp_path):
 
     params = {
         **featurized,
-        "train": {
-            **featurized["train"],
-            "distribute": "mirrored",
-            "models_dir": str(tmp_path / "models"),
-        },
+        "train": {**featurized["train"], "distribute": "mirrored"},
+        "paths": {**featurized["paths"], "models": str(tmp_path / "models")},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run(
@@ -230,8 +227,8 @@ def test_bad_model_params_stop_before_training(featurized, tmp_path, name, chang
 @pytest.mark.parametrize("name, row_width", [("esim", 2 * 8 + 1), ("re2", 8 + 1)])
 def test_cross_attention_models_are_symmetric(featurized, name, row_width):
     train.run(featurized, name)
-    bundle = load_bundle(f"{featurized['train']['models_dir']}/{name}")
-    test = pd.read_parquet(f"{featurized['data']['processed_dir']}/test.parquet")
+    bundle = load_bundle(f"{featurized['paths']['models']}/{name}")
+    test = pd.read_parquet(f"{featurized['paths']['processed']}/test.parquet")
     forward = bundle.predict_proba(test["question1"], test["question2"])
     backward = bundle.predict_proba(test["question2"], test["question1"])
     assert np.allclose(forward, backward, rtol=0, atol=1e-6)
@@ -245,9 +242,9 @@ def test_re2_scores_do_not_depend_on_padding(featurized):
 
     train.run(featurized, "re2")
     model = keras.models.load_model(
-        f"{featurized['train']['models_dir']}/re2/model.keras", safe_mode=True, compile=False
+        f"{featurized['paths']['models']}/re2/model.keras", safe_mode=True, compile=False
     )
-    val = np.load(f"{featurized['features']['dir']}/val.npz")
+    val = np.load(f"{featurized['paths']['features']}/val.npz")
     q1, q2 = val["ids_q1"], val["ids_q2"]
     short = model.predict({"q1": q1, "q2": q2}, verbose=0)
     more = ((0, 0), (0, 9))  # nine more padding positions

@@ -223,9 +223,9 @@ def test_run_writes_splits_and_report(params):
     raw.run(params)
     report = prepare.run(params)
     for split in ("train", "val", "test"):
-        written = pd.read_parquet(f"{params['data']['processed_dir']}/{split}.parquet")
+        written = pd.read_parquet(f"{params['paths']['processed']}/{split}.parquet")
         assert len(written) == report[split]["pairs"] > 0
-    saved = json.loads(open(params["data"]["report"]).read())
+    saved = json.loads(open(params["paths"]["data_report"]).read())
     assert saved["rows_kept"] == report["rows_kept"]
     assert set(saved["dropped"]) == {
         "question_not_text",
@@ -308,7 +308,7 @@ def test_too_few_rows_to_split_is_one_line_and_the_report_is_written(
     assert exit_info.value.code == 2
     with pytest.raises(InputError, match=f"few.tsv: {re.escape(expected)}.*too few to split"):
         prepare.run(params)
-    report = json.loads(open(params["data"]["report"]).read())
+    report = json.loads(open(params["paths"]["data_report"]).read())
     assert report["rows_read"] == int(expected.split()[0])
 
 
@@ -374,7 +374,7 @@ def test_column_split_keeps_each_pair_where_its_column_says(tmp_path, params):
     column_source(tmp_path, params, rows)
     report = prepare.run(params)
     parts = {
-        name: pd.read_parquet(f"{params['data']['processed_dir']}/{name}.parquet")
+        name: pd.read_parquet(f"{params['paths']['processed']}/{name}.parquet")
         for name in ("train", "val", "test")
     }
     assert [len(parts[name]) for name in ("train", "val", "test")] == [2, 1, 2]
@@ -400,11 +400,11 @@ def test_column_split_without_its_column_or_with_an_unknown_value_is_one_error(t
     "values", [{"tr": "train", "te": "test"}, {"tr": "train", "dev": "dev", "te": "test"}, []]
 )
 def test_column_values_must_reach_train_val_and_test(values):
-    from pipeline.config import SECTIONS, check_section
     from pipeline.errors import ParamsError
+    from pipeline.stages.prepare import SPLIT
 
     with pytest.raises(ParamsError, match="split.column_values: .*train, val and test"):
-        check_section("split", {**COLUMN_SPLIT, "column_values": values}, SECTIONS["split"])
+        SPLIT.check({"split": {**COLUMN_SPLIT, "column_values": values}})
 
 
 @needs_shared

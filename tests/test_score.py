@@ -210,7 +210,7 @@ def test_failure_mid_file_leaves_no_partial_output_and_keeps_existing(
 def test_same_pair_same_probability_through_evaluate_cli_and_api(
     featurized, bundles, tmp_path, name
 ):
-    test = pd.read_parquet(f"{featurized['data']['processed_dir']}/test.parquet")
+    test = pd.read_parquet(f"{featurized['paths']['processed']}/test.parquet")
     evaluate.run(featurized, name)
     bundle = load_bundle(bundles[name])
     api = bundle.predict_proba(test["question1"], test["question2"])
@@ -231,7 +231,7 @@ def test_same_pair_same_probability_through_evaluate_cli_and_api(
     via_cli = pd.read_parquet(tmp_path / "o.parquet")["probability"].to_numpy()
     assert np.allclose(via_cli, api, rtol=0, atol=1e-6)
     assert np.allclose(via_evaluate, api, rtol=0, atol=1e-6)
-    metrics = json.loads(open(f"{featurized['evaluate']['metrics_dir']}/{name}.json").read())
+    metrics = json.loads(open(f"{featurized['paths']['metrics']}/{name}.json").read())
     predicted = (via_cli >= metrics["threshold"]).astype(int)
     assert (predicted == test["is_duplicate"]).mean() == pytest.approx(metrics["accuracy"])
 

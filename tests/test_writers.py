@@ -110,7 +110,7 @@ def test_a_kill_during_an_index_swap_leaves_the_old_or_the_new_index(small_index
 def test_a_kill_while_train_swaps_in_a_bundle_leaves_a_whole_bundle(featurized, tmp_path, step):
     from pipeline.stages import train
 
-    params = {**featurized, "train": {**featurized["train"], "models_dir": str(tmp_path)}}
+    params = {**featurized, "paths": {**featurized["paths"], "models": str(tmp_path)}}
     train.run(params, "logreg")
     old_c = load_bundle(tmp_path / "logreg").meta["params"]["C"]
     params["logreg"] = {**params["logreg"], "C": old_c / 8}  # a different model

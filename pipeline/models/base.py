@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.params import Section, check_section
+
 log = logging.getLogger("train")
 
 
@@ -36,6 +38,15 @@ class ScoringParts:
 
 
 @dataclass
+class FitDirs:
+    """Where a fit writes its training curves (dvclive), and where the trained bundles are
+    (the ensemble reads its members there)."""
+
+    live: Path
+    models: Path
+
+
+@dataclass
 class Fitted:
     model: object  # what `ModelKind.save` writes
     raw_val: np.ndarray  # the model's raw output on the validation pairs
@@ -49,13 +60,23 @@ class ModelKind:
     reads: str  # "embeddings" | "token_ids" | "tfidf" | "text" (TextModel.question_inputs)
     output: str = "probability"  # or "distance", calibrated into a probability
     model_file: str  # the bundle file holding the fitted model
-    param_fields: dict  # its params.yaml section: key -> pipeline.config field type
+    param_fields: dict  # its params.yaml section: key -> pipeline.params field type
+
+    @property
+    def section(self) -> Section:
+        """Its params.yaml section (named after the kind), with `check_params` as its rule."""
+        return Section(self.name, self.param_fields)
+
+    def check(self, params: dict) -> None:
+        """Its section's keys and types, then the checks that span sections."""
+        self.section.check(params)
+        self.check_params(params[self.name], params)
 
     def check_params(self, section: dict, params: dict) -> None:
-        """Checks that span sections (config checks the section's own keys and types)."""
+        """Checks that span sections (the section's own keys and types are checked first)."""
 
     def fit(
-        self, params: dict, train_cfg: dict, text_model, train: dict, val: dict, live_dir: Path
+        self, params: dict, train_cfg: dict, text_model, train: dict, val: dict, dirs: FitDirs
     ) -> Fitted:
         raise NotImplementedError
 
@@ -105,12 +126,10 @@ class KerasKind(ModelKind):
 
     def build(self, params: dict, text_model):
         """The compiled Keras model for these params (checked first) and this text model."""
-        from pipeline.config import check_section
-
         check_section(self.name, params, self.param_fields)
         return self._build(params, text_model)
 
-    def fit(self, params, train_cfg, text_model, train, val, live_dir) -> Fitted:
+    def fit(self, params, train_cfg, text_model, train, val, dirs) -> Fitted:
         import keras
         from dvclive.keras import DVCLiveCallback
 
@@ -124,7 +143,7 @@ class KerasKind(ModelKind):
             keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=train_cfg["patience"], restore_best_weights=True
             ),
-            DVCLiveCallback(live=Live(str(live_dir), dvcyaml=False, save_dvc_exp=False)),
+            DVCLiveCallback(live=Live(str(dirs.live), dvcyaml=False, save_dvc_exp=False)),
         ]
         weights = class_weights(train["label"], train_cfg["class_weight"])
         if accepts_any_length(model):
@@ -279,7 +298,7 @@ def configure_tensorflow(train_cfg: dict):
     if train_cfg["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
     gpus = tf.config.list_physical_devices("GPU")
-    distribute = train_cfg["distribute"]  # none | mirrored, checked by pipeline.config
+    distribute = train_cfg["distribute"]  # none | mirrored, checked with the train section
     if distribute == "mirrored":
         strategy = tf.distribute.MirroredStrategy()
     else:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from pipeline.config import Bool, Choice, Fraction, Int, Number
 from pipeline.models.base import (
     KerasKind,
 )
 from pipeline.models.layers import MaskedPooling, TokenMask, pair_classifier
+from pipeline.params import Bool, Choice, Fraction, Int, Number
 from pipeline.text_model import PAD_ID
 
 RNNS = {"gru": layers.GRU, "lstm": layers.LSTM}

@@ -21,18 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import Int, Names, Number
 from pipeline.errors import BundleError, ParamsError
 from pipeline.io import file_hashes, read_json, write_json
 from pipeline.models.base import Fitted, ModelKind, ScoringParts, sigmoid, to_probability
+from pipeline.params import Int, Names, Number
 
 MODEL_FILE = "ensemble.json"
 
 
-def _member_kinds() -> list[str]:
-    from pipeline.models import kind_names
+def _trained_kinds() -> list[str]:
+    from pipeline.models import trained_kinds  # the registry, which imports this module
 
-    return [name for name in kind_names() if name != "ensemble"]
+    return trained_kinds()
 
 
 @dataclass
@@ -79,7 +79,7 @@ class Ensemble(ModelKind):
     reads = "text"
     model_file = MODEL_FILE
 
-    param_fields = {"members": Names(_member_kinds, minimum=2), "folds": Int(2), "C": Number()}
+    param_fields = {"members": Names(_trained_kinds, minimum=2), "folds": Int(2), "C": Number()}
 
     def check_params(self, section: dict, params: dict) -> None:
         trained = params.get("train", {}).get("models", [])
@@ -90,14 +90,14 @@ class Ensemble(ModelKind):
                 "train them"
             )
 
-    def fit(self, params, train_cfg, text_model, train, val, live_dir) -> Fitted:
+    def fit(self, params, train_cfg, text_model, train, val, dirs) -> Fitted:
         from sklearn.linear_model import LogisticRegression
 
         from dvclive import Live
         from pipeline.bundle import Pairs, load_bundle
 
         start = time.perf_counter()
-        models_dir = Path(train_cfg["models_dir"])
+        models_dir = dirs.models
         try:
             members = [load_bundle(models_dir / name) for name in params["members"]]
         except BundleError as err:
@@ -112,7 +112,7 @@ class Ensemble(ModelKind):
         stacker = LogisticRegression(C=params["C"]).fit(x, labels)
         seconds = time.perf_counter() - start
         weights = dict(zip(params["members"], stacker.coef_[0].tolist(), strict=True))
-        with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        with Live(str(dirs.live), dvcyaml=False, save_dvc_exp=False) as live:
             for name, weight in weights.items():
                 live.log_metric(f"weight/{name}", weight)
         model = {

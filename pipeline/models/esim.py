@@ -19,7 +19,6 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from pipeline.config import Bool, Choice, Fraction, Int, Number
 from pipeline.models.base import (
     KerasKind,
 )
@@ -35,6 +34,7 @@ from pipeline.models.layers import (
     pair_model,
     word_and_idf,
 )
+from pipeline.params import Bool, Choice, Fraction, Int, Number
 from pipeline.text_model import FIRST_WORD_ID, PAD_ID
 
 COMPARES = ("rnn", "dense")

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Fraction, Int, Number
 from pipeline.io import load_npz, save_npz
 from pipeline.models.base import (
     Fitted,
@@ -30,6 +29,7 @@ from pipeline.pair_features import (
     pair_features,
     unit_word_vectors,
 )
+from pipeline.params import Fraction, Int, Number
 from pipeline.text_model import TextModel
 
 CHARS_FILE = "gbdt_chars.npz"
@@ -61,7 +61,7 @@ class Gbdt(ModelKind):
         "early_stopping_rounds": Int(),
     }
 
-    def fit(self, params, train_cfg, text_model, train, val, live_dir) -> Fitted:
+    def fit(self, params, train_cfg, text_model, train, val, dirs) -> Fitted:
         import lightgbm as lgb
         from dvclive.lgbm import DVCLiveCallback
 
@@ -91,7 +91,7 @@ class Gbdt(ModelKind):
         names = list(FEATURE_NAMES)
         train_set = lgb.Dataset(x_train, train["label"], feature_name=names)
         val_set = lgb.Dataset(x_val, val["label"], feature_name=names, reference=train_set)
-        with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        with Live(str(dirs.live), dvcyaml=False, save_dvc_exp=False) as live:
             booster = lgb.train(
                 settings,
                 train_set,

@@ -14,7 +14,6 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from pipeline.config import Int, Number
 from pipeline.io import load_npz, save_npz
 from pipeline.models.base import (
     Fitted,
@@ -23,6 +22,7 @@ from pipeline.models.base import (
     class_weights,
     sigmoid,
 )
+from pipeline.params import Int, Number
 
 
 def pair_features(tfidf_q1: sp.csr_matrix, tfidf_q2: sp.csr_matrix) -> sp.csr_matrix:
@@ -41,7 +41,7 @@ class Logreg(ModelKind):
 
     param_fields = {"C": Number(), "max_iter": Int()}
 
-    def fit(self, params, train_cfg, text_model, train, val, live_dir) -> Fitted:
+    def fit(self, params, train_cfg, text_model, train, val, dirs) -> Fitted:
         from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import log_loss
 
@@ -60,7 +60,7 @@ class Logreg(ModelKind):
         seconds = time.perf_counter() - start
         train_p = predict_proba(train_x, coef, intercept)
         val_p = predict_proba(pair_features(val["q1"], val["q2"]), coef, intercept)
-        with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:  # one "epoch"
+        with Live(str(dirs.live), dvcyaml=False, save_dvc_exp=False) as live:  # one "epoch"
             for split, labels, probs in (
                 ("train", train["label"], train_p),
                 ("eval", val["label"], val_p),

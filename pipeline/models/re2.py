@@ -20,7 +20,6 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from pipeline.config import Bool, Fraction, Int, Number
 from pipeline.models.base import KerasKind
 from pipeline.models.layers import (
     Alignment,
@@ -34,6 +33,7 @@ from pipeline.models.layers import (
     pair_model,
     word_and_idf,
 )
+from pipeline.params import Bool, Fraction, Int, Number
 from pipeline.text_model import FIRST_WORD_ID, PAD_ID
 
 

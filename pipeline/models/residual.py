@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import keras
 
-from pipeline.config import Choice, Fraction, Int
 from pipeline.models.base import KerasKind
 from pipeline.models.layers import pair_classifier
 from pipeline.models.siamese import TOWER_PARAMS, tower_from
+from pipeline.params import Choice, Fraction, Int
 
 
 def build(params: dict, text_model) -> keras.Model:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from pipeline.config import Bool, Choice, Fraction, Int, Number
 from pipeline.models.base import KerasKind
 from pipeline.models.layers import ContrastiveLoss, DistanceAccuracy, distance_head, pair_model
+from pipeline.params import Bool, Choice, Fraction, Int, Number
 
 BN_POSITIONS = ("before_relu", "after_relu")
 

@@ -15,20 +15,19 @@ import numpy as np
 import pandas as pd
 
 from pipeline.bundle import load_bundle
-from pipeline.config import run_stage
 from pipeline.io import write_json
 from pipeline.metrics import blog_precision, classification_metrics
-from pipeline.models import get_kind
+from pipeline.models import TRAIN, get_kind, kind_names
+from pipeline.stages._cli import run_stage
 
 log = logging.getLogger("evaluate")
-SECTIONS = ("data", "train", "evaluate")  # params.yaml sections read, checked first
-PLOTS = ("roc", "precision_recall", "confusion_matrix", "calibration")
+READS = {TRAIN: ("predict_batch",)}
 
 
 def run(params: dict, name: str) -> dict:
-    cfg = params["evaluate"]
-    bundle = load_bundle(Path(params["train"]["models_dir"]) / name)
-    test_path = Path(params["data"]["processed_dir"]) / "test.parquet"
+    paths = params["paths"]
+    bundle = load_bundle(Path(paths["models"]) / name)
+    test_path = Path(paths["processed"]) / "test.parquet"
     test = pd.read_parquet(test_path)
     labels = test["is_duplicate"].to_numpy(np.int64)
     raw, probs = bundle.score(
@@ -46,7 +45,7 @@ def run(params: dict, name: str) -> dict:
         }
     )
     metrics["val_accuracy"] = bundle.meta["val_metrics"]["accuracy"]
-    out = Path(cfg["metrics_dir"]) / f"{name}.json"
+    out = Path(paths["metrics"]) / f"{name}.json"
     write_json(out, metrics)
     log.info(
         "%s: test accuracy %.4f, F1 %.4f, ROC-AUC %s -> %s",
@@ -56,7 +55,7 @@ def run(params: dict, name: str) -> dict:
         metrics["roc_auc"],
         out,
     )
-    write_plots(Path(cfg["plots_dir"]) / name, labels, probs, bundle.threshold)
+    write_plots(Path(paths["plots"]) / name, labels, probs, bundle.threshold)
     return metrics
 
 
@@ -74,7 +73,7 @@ def write_plots(directory: Path, labels: np.ndarray, probs: np.ndarray, threshol
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_stage("evaluate", __doc__.splitlines()[0], run, SECTIONS, argv, per_model=True)
+    run_stage("evaluate", __doc__.splitlines()[0], run, lambda model: READS, argv, kind_names())
 
 
 if __name__ == "__main__":

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from pipeline.config import run_stage
 from pipeline.io import save_npz, write_json
-from pipeline.text import TextConfig, canonical
-from pipeline.text_model import TextModel, save_tfidf
+from pipeline.stages._cli import ALL, run_stage
+from pipeline.text import TEXT, TextConfig, canonical
+from pipeline.text_model import FEATURES, TextModel, save_tfidf
 from pipeline.word_vectors import load_vectors
 
 log = logging.getLogger("features")
-SECTIONS = ("data", "text", "vectors", "features")  # params.yaml sections read, checked first
+READS = {TEXT: ALL, FEATURES: ALL}
 SPLITS = ("train", "val")  # what training reads
 
 
@@ -49,19 +49,19 @@ def featurize_split(model: TextModel, frame: pd.DataFrame) -> tuple[dict, dict, 
 
 
 def run(params: dict) -> dict:
-    cfg = params["features"]
-    processed, out_dir = Path(params["data"]["processed_dir"]), Path(cfg["dir"])
+    cfg, paths = params["features"], params["paths"]
+    processed, out_dir = Path(paths["processed"]), Path(paths["features"])
     frames = {s: pd.read_parquet(processed / f"{s}.parquet") for s in SPLITS}
     train_questions = pd.concat(
         [frames["train"]["question1"], frames["train"]["question2"]], ignore_index=True
     )
-    word_vectors = load_vectors(params["vectors"]["output"])
+    word_vectors = load_vectors(paths["vectors"])
     model = TextModel.fit(
         train_questions,
         TextConfig.from_dict(params["text"]),
         word_vectors,
         min_df=cfg["min_df"],
-        max_features=cfg.get("max_features"),
+        max_features=cfg["max_features"],
         weighting=cfg["weighting"],
         sublinear_tf=cfg["sublinear_tf"],
         max_len=cfg["max_len"],
@@ -80,13 +80,13 @@ def run(params: dict) -> dict:
         save_tfidf(out_dir / f"{split}_tfidf.npz", tfidf["q1"], tfidf["q2"])
         report[split] = {"pairs": len(frame), **split_report}
         log.info("wrote %s/%s.npz and %s_tfidf.npz (%d pairs)", out_dir, split, split, len(frame))
-    write_json(cfg["report"], report)
-    log.info("wrote %s", cfg["report"])
+    write_json(paths["features_report"], report)
+    log.info("wrote %s", paths["features_report"])
     return report
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_stage("features", __doc__.splitlines()[0], run, SECTIONS, argv)
+    run_stage("features", __doc__.splitlines()[0], run, READS, argv)
 
 
 if __name__ == "__main__":

@@ -16,19 +16,19 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.bundle import load_bundle
-from pipeline.config import run_stage
-from pipeline.find import QuestionIndex, evaluate_retrieval, read_questions
+from pipeline.find import INDEX, QuestionIndex, evaluate_retrieval, read_questions
 from pipeline.io import write_json
+from pipeline.stages._cli import ALL, run_stage
 
 log = logging.getLogger("index")
-SECTIONS = ("data", "train", "index")  # params.yaml sections read, checked first
+READS = {INDEX: ALL}
 SPLITS = ("train", "val", "test")
 
 
 def run(params: dict) -> dict:
-    cfg = params["index"]
-    processed = Path(params["data"]["processed_dir"])
-    bundle = load_bundle(Path(params["train"]["models_dir"]) / cfg["model"])
+    cfg, paths = params["index"], params["paths"]
+    processed = Path(paths["processed"])
+    bundle = load_bundle(Path(paths["models"]) / cfg["model"])
     splits = {name: pd.read_parquet(processed / f"{name}.parquet") for name in SPLITS}
     if cfg["questions"] is None:
         train = splits["train"]
@@ -43,10 +43,10 @@ def run(params: dict) -> dict:
     start = time.perf_counter()
     index = QuestionIndex.build(questions, ids, bundle, cfg, metrics["blend"])
     build_seconds = time.perf_counter() - start
-    index.save(cfg["dir"])
+    index.save(paths["index"])
     log.info(
         "wrote %s: %d questions from %s (%.1f s)",
-        cfg["dir"],
+        paths["index"],
         len(index.bank),
         source,
         build_seconds,
@@ -56,23 +56,23 @@ def run(params: dict) -> dict:
         build_seconds=round(build_seconds, 2),
         evaluate_seconds=round(evaluate_seconds, 2),
         bytes_per_question=round(
-            (Path(cfg["dir"]) / "index.faiss").stat().st_size / max(1, len(index.bank))
+            (Path(paths["index"]) / "index.faiss").stat().st_size / max(1, len(index.bank))
         ),
     )
-    write_json(cfg["metrics"], metrics)
+    write_json(paths["index_metrics"], metrics)
     log.info(
         "%s: recall@10 %.3f before re-ranking, %.3f after (exact search: %.3f) -> %s",
         cfg["model"],
         metrics["candidates"].get("recall@10", float("nan")),
         metrics["reranked"].get("recall@10", float("nan")),
         metrics["exact"].get("recall@10", float("nan")),
-        cfg["metrics"],
+        paths["index_metrics"],
     )
     return metrics
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_stage("index", __doc__.splitlines()[0], run, SECTIONS, argv)
+    run_stage("index", __doc__.splitlines()[0], run, READS, argv)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """Stage `prepare`: clean the raw question pairs and split them into train, val and test.
 
-Reads data/raw/ (the `raw` stage's file and manifest) and params `data`, `split`,
-`text.unicode_form`; writes data/processed/{train,val,test}.parquet and reports/data.json
-(every dropped row counted by reason, class balance and lengths per split).
+Reads data/raw/ (the `raw` stage's file and manifest) and params `data` (cleaning), `split`
+and `text` (pairs that differ only in what the text core erases are the same pair); writes
+data/processed/{train,val,test}.parquet and reports/data.json (every dropped row counted by
+reason, class balance and lengths per split).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +19,49 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import train_test_split
 
-from pipeline.config import run_stage
 from pipeline.io import InputError, write_json, write_parquet
-from pipeline.raw_data import read_manifest, read_pairs
+from pipeline.params import Choice, Int, Number, ParamsError, Section, SplitValues, Text
+from pipeline.raw_data import DATA, read_manifest, read_pairs
+from pipeline.stages._cli import ALL, run_stage
 from pipeline.tables import not_text
-from pipeline.text import TextConfig, canonical, normalize, tokenize
+from pipeline.text import TEXT, TextConfig, canonical, normalize, tokenize
 
 log = logging.getLogger("prepare")
-SECTIONS = ("data", "split", "text")  # params.yaml sections read, checked first
 SPLITS = ("train", "val", "test")
 
 
-def load_raw(data: dict) -> tuple[pd.DataFrame, dict]:
+def _fractions_sum_to_one(split: dict) -> None:
+    total = split["train"] + split["val"] + split["test"]
+    if not math.isclose(total, 1.0):
+        raise ParamsError(f"split: train + val + test must be 1, got {total:g}")
+
+
+SPLIT = Section(
+    "split",
+    {
+        "strategy": Choice("random", "question_disjoint", "column"),
+        "column": Text(),
+        "column_values": SplitValues(),
+        "seed": Int(0),
+        "train": Number(0.0, 1.0),
+        "val": Number(0.0, 1.0),
+        "test": Number(0.0, 1.0),
+    },
+    rule=_fractions_sum_to_one,
+)
+READS = {
+    DATA: ("expected_rows", "min_chars", "invalid_labels", "drop_duplicate_pairs"),
+    SPLIT: ALL,
+    TEXT: ALL,
+}
+
+
+def load_raw(data: dict, raw_dir: Path) -> tuple[pd.DataFrame, dict]:
     """The raw stage's pairs, and facts about where they came from."""
-    raw_dir = Path(data["raw_dir"])
     manifest = read_manifest(raw_dir)
     path = raw_dir / manifest["file"]
     frame = read_pairs(path)
-    expected = data.get("expected_rows")
+    expected = data["expected_rows"]
     if manifest["kind"] == "quora" and expected and len(frame) != expected:
         raise InputError(
             f"{path}: expected {expected} rows of the official release, read {len(frame)}; "
@@ -252,7 +279,8 @@ def describe(part: pd.DataFrame) -> dict:
 def run(params: dict) -> dict:
     data, split = params["data"], params["split"]
     text = TextConfig.from_dict(params["text"])
-    raw, source_info = load_raw(data)
+    paths = params["paths"]
+    raw, source_info = load_raw(data, Path(paths["raw"]))
     log.info("read %d rows from %s", len(raw), source_info["source"])
     within = None
     if split["strategy"] == "column":
@@ -263,25 +291,25 @@ def run(params: dict) -> dict:
     try:
         parts, split_info = split_pairs(cleaned, split, text)
     except ValueError as err:
-        write_json(data["report"], report)  # the drop counts say why so few rows were kept
+        write_json(paths["data_report"], report)  # the drop counts say why so few rows were kept
         reasons = ", ".join(f"{n} {reason}" for reason, n in dropped.items() if n) or "none"
         raise InputError(
             f"{source_info['source']}: {len(raw)} rows read, {len(cleaned)} kept (dropped: "
             f"{reasons}); too few to split ({split['strategy']}) into train/val/test: {err} "
-            f"(see {data['report']})"
+            f"(see {paths['data_report']})"
         ) from None
-    out_dir = Path(data["processed_dir"])
+    out_dir = Path(paths["processed"])
     for name, part in parts.items():
         write_parquet(out_dir / f"{name}.parquet", part)
         log.info("wrote %s/%s.parquet (%d pairs)", out_dir, name, len(part))
     report.update(split=split_info, **{name: describe(part) for name, part in parts.items()})
-    write_json(data["report"], report)
-    log.info("wrote %s", data["report"])
+    write_json(paths["data_report"], report)
+    log.info("wrote %s", paths["data_report"])
     return report
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_stage("prepare", __doc__.splitlines()[0], run, SECTIONS, argv)
+    run_stage("prepare", __doc__.splitlines()[0], run, READS, argv)
 
 
 if __name__ == "__main__":

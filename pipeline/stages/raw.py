@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.config import run_stage
-from pipeline.raw_data import fetch
+from pipeline.raw_data import DATA, fetch
+from pipeline.stages._cli import ALL, run_stage
+from pipeline.synthetic import DEMO
 
 log = logging.getLogger("raw")
-SECTIONS = ("data", "demo")  # params.yaml sections read, checked first
+READS = {DATA: ("source", "url", "sha256", "encoding_errors"), DEMO: ALL}
 
 
 def run(params: dict) -> dict:
-    data = params["data"]
-    return fetch(data, params["demo"], data["raw_dir"])
+    return fetch(params["data"], params["demo"], params["paths"]["raw"])
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_stage("raw", __doc__.splitlines()[0], run, SECTIONS, argv)
+    run_stage("raw", __doc__.splitlines()[0], run, READS, argv)
 
 
 if __name__ == "__main__":

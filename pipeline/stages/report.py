@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipeline.config import run_stage
+from pipeline.find import INDEX
 from pipeline.io import atomic_path, read_json
 from pipeline.metrics import METRIC_KEYS
+from pipeline.models import TRAIN
+from pipeline.stages._cli import run_stage
 
 log = logging.getLogger("report")
-SECTIONS = ("train", "evaluate", "index")  # params.yaml sections read, checked first
+READS = {TRAIN: ("models",), INDEX: ("model",)}
 COLUMNS = [*METRIC_KEYS, "train_seconds", "device"]
 
 
@@ -71,7 +73,8 @@ def render_retrieval(metrics: dict, model: str) -> str:
 
 
 def run(params: dict) -> str:
-    metrics_dir = Path(params["evaluate"]["metrics_dir"])
+    paths = params["paths"]
+    metrics_dir = Path(paths["metrics"])
     names = [*params["train"]["models"], "ensemble"]  # the stacked model, when it was built
     rows = {
         name: read_json(metrics_dir / f"{name}.json")
@@ -79,10 +82,10 @@ def run(params: dict) -> str:
         if name in params["train"]["models"] or (metrics_dir / f"{name}.json").exists()
     }
     text = render(rows)
-    index_metrics = Path(params["index"]["metrics"])
+    index_metrics = Path(paths["index_metrics"])
     if index_metrics.exists():
         text += render_retrieval(read_json(index_metrics), params["index"]["model"])
-    out = Path(params["evaluate"]["report"])
+    out = Path(paths["models_report"])
     with atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
     log.info("wrote %s (%d models)", out, len(rows))
@@ -94,7 +97,7 @@ def print_table(params: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_stage("report", __doc__.splitlines()[0], print_table, SECTIONS, argv)
+    run_stage("report", __doc__.splitlines()[0], print_table, READS, argv)
 
 
 if __name__ == "__main__":

@@ -12,30 +12,45 @@ import logging
 from pathlib import Path
 
 from pipeline.bundle import same_text_is_duplicate, save_bundle
-from pipeline.config import check_params, run_stage
 from pipeline.errors import InputError
-from pipeline.metrics import choose_threshold, classification_metrics
-from pipeline.models import get_kind
-from pipeline.models.base import fit_calibration, to_probability
+from pipeline.metrics import EVALUATE, choose_threshold, classification_metrics
+from pipeline.models import TRAIN, get_kind, kind_names
+from pipeline.models.base import FitDirs, fit_calibration, to_probability
+from pipeline.stages._cli import ALL, run_stage
 from pipeline.text_model import TextModel, load_pairs
 
 log = logging.getLogger("train")
-# params.yaml sections read, checked first; `ensemble` too, so that a member the pipeline
-# does not train stops the first model's training, not the ensemble's after every member
-SECTIONS = ("data", "features", "train", "evaluate", "ensemble")
+TRAINING = ("seed", "deterministic", "class_weight", "patience", "mixed_precision", "distribute")
+
+
+def check_ensemble(params: dict) -> None:
+    """The ensemble's members must be trained models: checked before the first one trains, not
+    after every member has."""
+    get_kind("ensemble").check(params)
+
+
+def reads(model: str) -> dict:
+    """The settings training `model` reads: its own section, and the training settings (the
+    ensemble stacks the trained models' predictions, so it reads which models are trained
+    rather than how)."""
+    own = {get_kind(model).section: ALL}
+    if model == "ensemble":
+        return {**own, TRAIN: ("models", "seed", "predict_batch"), EVALUATE: ("threshold_metric",)}
+    return {**own, TRAIN: (*TRAINING, "predict_batch"), EVALUATE: ("threshold_metric",)}
 
 
 def run(params: dict, name: str) -> dict:
-    check_params(params, (name,))  # before any work, also when called from Python
     kind = get_kind(name)
-    train_cfg, cfg = params["train"], params[name]
-    features_dir = Path(params["features"]["dir"])
+    kind.check(params)  # before any work, also when called from Python
+    train_cfg = {key: params["train"][key] for key in reads(name)[TRAIN]}
+    cfg, paths = params[name], params["paths"]
+    features_dir = Path(paths["features"])
     if not (features_dir / "text_model.json").is_file():
         raise InputError(
             f"{features_dir}: no features yet; run the features stage first (dvc repro features)"
         )
     text_model = TextModel.load(features_dir)
-    processed_dir = params["data"]["processed_dir"]
+    processed_dir = paths["processed"]
     train = load_pairs(features_dir, processed_dir, "train", kind.reads)
     val = load_pairs(features_dir, processed_dir, "val", kind.reads)
     log.info(
@@ -45,7 +60,8 @@ def run(params: dict, name: str) -> dict:
         len(train["label"]),
         len(val["label"]),
     )
-    fitted = kind.fit(cfg, train_cfg, text_model, train, val, Path(train_cfg["live_dir"]) / name)
+    dirs = FitDirs(live=Path(paths["live"]) / name, models=Path(paths["models"]))
+    fitted = kind.fit(cfg, train_cfg, text_model, train, val, dirs)
     calibration = None
     if kind.output == "distance":
         calibration = fit_calibration(fitted.raw_val, val["label"])
@@ -71,14 +87,15 @@ def run(params: dict, name: str) -> dict:
         "val_metrics": val_metrics,
         **fitted.info,
     }
-    out = Path(train_cfg["models_dir"]) / name
+    out = Path(paths["models"]) / name
     save_bundle(out, meta, text_model, kind, fitted.model)
     log.info("wrote bundle %s", out)
     return meta
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_stage("train", __doc__.splitlines()[0], run, SECTIONS, argv, per_model=True)
+    doc = __doc__.splitlines()[0]
+    run_stage("train", doc, run, reads, argv, kind_names(), checks=(check_ensemble,))
 
 
 if __name__ == "__main__":

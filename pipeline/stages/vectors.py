@@ -19,13 +19,13 @@ import pyarrow.compute as pc
 from gensim.models import FastText, KeyedVectors, Word2Vec
 from gensim.test.utils import datapath
 
-from pipeline.config import run_stage
 from pipeline.io import write_json
-from pipeline.text import TextConfig, tokenize
-from pipeline.word_vectors import load_pretrained, save_vectors, vocabulary
+from pipeline.stages._cli import ALL, run_stage
+from pipeline.text import TEXT, TextConfig, tokenize
+from pipeline.word_vectors import VECTORS, load_pretrained, save_vectors, vocabulary
 
 log = logging.getLogger("vectors")
-SECTIONS = ("data", "text", "vectors")  # params.yaml sections read, checked first
+READS = {TEXT: ALL, VECTORS: ALL}
 
 
 def split_tokens(processed_dir: str | Path, split: str, config: TextConfig) -> pa.ListArray:
@@ -112,7 +112,7 @@ def quality_scores(kv: KeyedVectors) -> dict:
 
 def run(params: dict) -> dict:
     cfg, config = params["vectors"], TextConfig.from_dict(params["text"])
-    processed = params["data"]["processed_dir"]
+    processed = params["paths"]["processed"]
     train_tokens = split_tokens(processed, "train", config)
     val_tokens = split_tokens(processed, "val", config)
     start = time.perf_counter()
@@ -135,16 +135,16 @@ def run(params: dict) -> dict:
     info.update(oov_rates(kv, val_tokens))
     info.update(quality_scores(kv))
 
-    out = Path(cfg["output"])
+    out = Path(params["paths"]["vectors"])
     save_vectors(out, kv)
     log.info("wrote %s (%d words x %d)", out, len(kv), kv.vector_size)
-    write_json(cfg["report"], info)
-    log.info("wrote %s", cfg["report"])
+    write_json(params["paths"]["vectors_report"], info)
+    log.info("wrote %s", params["paths"]["vectors_report"])
     return info
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_stage("vectors", __doc__.splitlines()[0], run, SECTIONS, argv)
+    run_stage("vectors", __doc__.splitlines()[0], run, READS, argv)
 
 
 if __name__ == "__main__":

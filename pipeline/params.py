@@ -1,5 +1,10 @@
-"""params.yaml, the one place where every pipeline knob lives: read it, check each section a
-stage uses against its declared types before any work, and run stage CLIs.
+"""Parameter types and checks: what a params.yaml section may hold, and reading the file.
+
+A leaf module (it imports nothing from `pipeline` but the error types), so every module can
+declare the section it owns (`Section`) without import circles: `pipeline.raw_data` owns
+`data`, `pipeline.text` owns `text`, each model kind its own section, and so on. Each stage
+says which keys of which sections it reads (`pipeline.stages._cli`), is handed only those,
+and lists exactly those in `dvc.yaml` (a test checks it).
 
 A typo (`evaluate.threshold_metric: auc`, `features.weighting: tf-idf`, an unknown key) stops
 the stage at once with one line naming the key, the value and what is allowed, not minutes
@@ -8,19 +13,14 @@ later with a traceback.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pipeline.errors import ParamsError, UserError
-
-DEFAULT_PARAMS = Path("params.yaml")
+from pipeline.errors import ParamsError
 
 
 # -- field types: each takes (key, value) and raises ParamsError naming both -----------------
@@ -165,117 +165,20 @@ class ClassWeight(Field):
             )
 
 
-def _all_kinds() -> list[str]:
-    from pipeline.models import kind_names
+class Section:
+    """One params.yaml section's schema: its keys and their types, plus an optional rule across
+    keys (`rule(values)` raises ParamsError)."""
 
-    return kind_names()
+    def __init__(self, name: str, fields: dict[str, Field], rule: Callable | None = None):
+        self.name, self.fields, self.rule = name, fields, rule
 
+    def check(self, params: dict) -> None:
+        check_section(self.name, params.get(self.name), self.fields)
+        if self.rule:
+            self.rule(params[self.name])
 
-def _trained_kinds() -> list[str]:
-    from pipeline.models import kind_names
-
-    return [name for name in kind_names() if name != "ensemble"]
-
-
-# -- the sections of params.yaml -------------------------------------------------------------
-SECTIONS: dict[str, dict[str, Field]] = {
-    "data": {
-        "source": Text(),
-        "url": Text(),
-        "sha256": Optional(Sha256()),
-        "expected_rows": Optional(Int()),
-        "raw_dir": Text(),
-        "processed_dir": Text(),
-        "report": Text(),
-        "min_chars": Int(0),
-        "invalid_labels": Choice("error", "drop"),
-        "encoding_errors": Choice("strict", "replace"),
-        "drop_duplicate_pairs": Bool(),
-    },
-    "demo": {
-        "n_pairs": Int(),
-        "positive_rate": Number(0.0, 1.0),
-        "seed": Int(0),
-        "label_noise": Number(0.0, 0.5, open_low=False),
-    },
-    "split": {
-        "strategy": Choice("random", "question_disjoint", "column"),
-        "column": Text(),
-        "column_values": SplitValues(),
-        "seed": Int(0),
-        "train": Number(0.0, 1.0),
-        "val": Number(0.0, 1.0),
-        "test": Number(0.0, 1.0),
-    },
-    "text": {
-        "lowercase": Bool(),
-        "unicode_form": Choice("NFKC", "NFC", "NFKD", "NFD"),
-    },
-    "vectors": {
-        "source": Choice("train", "pretrained"),
-        "method": Choice("glove", "word2vec", "fasttext"),
-        "pretrained": Text(),
-        "pretrained_format": Choice("auto", "glove", "word2vec_text", "word2vec_binary", "gensim"),
-        "dim": Int(),
-        "window": Int(),
-        "min_count": Int(),
-        "epochs": Int(),
-        "learning_rate": Number(),
-        "batch_size": Int(),
-        "x_max": Number(),
-        "alpha": Number(),
-        "skip_gram": Choice(1, 0),
-        "bucket": Int(),
-        "workers": Int(0),
-        "seed": Int(0),
-        "output": Text(),
-        "report": Text(),
-    },
-    "features": {
-        "weighting": Choice("tfidf", "idf", "mean"),
-        "sublinear_tf": Bool(),
-        "min_df": Int(),
-        "max_features": Optional(Int()),
-        "max_len": Int(),
-        "dir": Text(),
-        "report": Text(),
-    },
-    "train": {
-        "models": Names(_trained_kinds),
-        "seed": Int(0),
-        "deterministic": Bool(),
-        "class_weight": ClassWeight(),
-        "patience": Int(),
-        "mixed_precision": Bool(),
-        "distribute": Choice("none", "mirrored"),
-        "predict_batch": Int(),
-        "models_dir": Text(),
-        "live_dir": Text(),
-    },
-    "index": {
-        "questions": Optional(Text()),
-        "question_col": Text(),
-        "id_col": Optional(Text()),
-        "model": OneOf(_all_kinds),
-        "vectors": Choice("tfidf", "embedding"),
-        "tfidf_dim": Int(),
-        "seed": Int(0),
-        "kind": Choice("hnsw", "flat"),
-        "hnsw_m": Int(2),
-        "ef_construction": Int(),
-        "ef_search": Int(),
-        "candidates": Int(),
-        "top_k": Int(),
-        "dir": Text(),
-        "metrics": Text(),
-    },
-    "evaluate": {
-        "threshold_metric": Choice("accuracy", "f1"),
-        "metrics_dir": Text(),
-        "plots_dir": Text(),
-        "report": Text(),
-    },
-}
+    def __repr__(self) -> str:
+        return f"Section({self.name!r})"
 
 
 def check_section(name: str, values: Any, fields: dict[str, Field]) -> None:
@@ -294,26 +197,8 @@ def check_section(name: str, values: Any, fields: dict[str, Field]) -> None:
         field.check(f"{name}.{key}", values[key])
 
 
-def check_params(params: dict, sections: tuple[str, ...]) -> None:
-    """Check the named sections; a model kind's section is checked against its kind."""
-    for name in sections:
-        if name in SECTIONS:
-            check_section(name, params.get(name), SECTIONS[name])
-        else:
-            from pipeline.models import get_kind
-
-            kind = get_kind(name)
-            check_section(name, params.get(name), kind.param_fields)
-            kind.check_params(params[name], params)
-    if "split" in sections:
-        split = params["split"]
-        total = split["train"] + split["val"] + split["test"]
-        if not math.isclose(total, 1.0):
-            raise ParamsError(f"split: train + val + test must be 1, got {total:g}")
-
-
-def load_params(path: str | Path = DEFAULT_PARAMS, sections: tuple[str, ...] = ()) -> dict:
-    """The whole params file, with `sections` checked (a ParamsError names the first problem)."""
+def read_params(path: str | Path) -> dict:
+    """The whole params file as a mapping of sections (unchecked: each stage checks its own)."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"params file {path} not found (run from the project root)")
@@ -324,52 +209,4 @@ def load_params(path: str | Path = DEFAULT_PARAMS, sections: tuple[str, ...] = (
         raise ParamsError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(params, dict):
         raise ParamsError(f"{path}: not a mapping of sections")
-    try:
-        check_params(params, sections)
-    except ParamsError as err:
-        raise ParamsError(f"{path}: {err}") from None
     return params
-
-
-def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    for noisy in (
-        "gensim",
-        "smart_open",
-        "absl",
-        "faiss",
-    ):  # per-line chatter drowns the stage logs
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-
-
-def run_stage(
-    stage: str,
-    description: str,
-    run: Callable,
-    sections: tuple[str, ...],
-    argv: list[str] | None = None,
-    per_model: bool = False,
-) -> None:
-    """The CLI every stage shares: `[--params FILE]` (and `--model NAME` for per-model stages).
-
-    Params are checked before any work; a UserError (bad file, param or bundle) is one line
-    on stderr and exit status 2, with no traceback.
-    """
-    parser = argparse.ArgumentParser(
-        prog=f"python -m pipeline.stages.{stage}", description=description
-    )
-    parser.add_argument("--params", default=str(DEFAULT_PARAMS), help="params file (params.yaml)")
-    if per_model:
-        from pipeline.models import kind_names
-
-        parser.add_argument("--model", required=True, choices=kind_names(), help="which model")
-    args = parser.parse_args(argv)
-    setup_logging()
-    try:
-        if per_model:
-            run(load_params(args.params, (*sections, args.model)), args.model)
-        else:
-            run(load_params(args.params, sections))
-    except UserError as err:
-        print(f"{stage}: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
