@@ -34,6 +34,7 @@ from pipeline.io import (
 )
 from pipeline.models import get_kind, kind_names
 from pipeline.models.base import ModelKind, ScoringParts, in_batches, to_probability
+from pipeline.params import project_setting
 from pipeline.tables import not_text
 from pipeline.text import TextConfig, canonical, normalize, to_arrow
 from pipeline.text_model import READS, TextModel
@@ -233,6 +234,15 @@ def save_bundle(
                 "keras_version": keras.__version__,
             },
         )
+
+
+def project_bundle(model: str | Path) -> Path:
+    """A bundle directory as given, or a bare model name (`gbdt`) as the project's bundle of
+    that name (`paths.models`/gbdt)."""
+    given = Path(model)
+    if given.exists() or len(given.parts) > 1:
+        return given
+    return Path(project_setting("paths", "models", "models")) / given
 
 
 def load_bundle(directory: str | Path, wait: bool = True) -> Bundle:

@@ -1,5 +1,9 @@
 """Errors about things the user controls (files, params, bundles): each CLI reports one as a
-single line and exits with status 2, without a traceback."""
+single line and exits with status 2, without a traceback (`run_cli`)."""
+
+import gc
+import sys
+from collections.abc import Callable
 
 
 class UserError(Exception):
@@ -37,3 +41,30 @@ def raise_on_signals() -> None:
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, raise_terminated)
+
+
+def run_cli(prog: str, work: Callable[[], int], unchanged: str, path: str = "") -> int:
+    """A command's exit status: `work()`'s, or 2 for a UserError or an OSError (the disk
+    filled, a file vanished), 130 for Ctrl-C and 143 for SIGTERM, each told in one line that
+    ends with `unchanged` (what was left as it was). `path` names an OSError without a file.
+    """
+    raise_on_signals()
+    try:
+        return work()
+    except UserError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        where = err.filename or path
+        print(f"{prog}: error: {where}: {err.strerror or err}; {unchanged}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; {unchanged}", file=sys.stderr)
+        return 130
+    except Terminated:
+        print(f"{prog}: terminated; {unchanged}", file=sys.stderr)
+        return 143
+    finally:
+        # The process ends next: keep TensorFlow's million objects out of the interpreter's
+        # final garbage collections, which would take most of a second to find nothing to free.
+        gc.freeze()

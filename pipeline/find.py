@@ -18,7 +18,6 @@ per-pair part per candidate), exactly as `dupq-score` does.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import sys
@@ -29,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import __version__
-from pipeline.bundle import Bundle, Pairs, load_bundle, same_question_keys
-from pipeline.errors import InputError, Terminated, UserError, raise_on_signals
+from pipeline.bundle import Bundle, Pairs, load_bundle, project_bundle, same_question_keys
+from pipeline.errors import InputError, run_cli
 from pipeline.io import (
     atomic_directory,
     atomic_path,
@@ -45,7 +44,7 @@ from pipeline.io import (
     write_json,
 )
 from pipeline.models import kind_names
-from pipeline.params import Choice, Int, OneOf, Optional, Section, Text
+from pipeline.params import Choice, Int, OneOf, Optional, Section, Text, project_setting
 from pipeline.tables import ChunkWriter, concat_rows, not_text, open_table
 from pipeline.text import normalize
 
@@ -525,7 +524,11 @@ def read_questions(path, column: str, id_column: str | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dupq-find", description=__doc__.splitlines()[0])
-    parser.add_argument("--index", required=True, help="question index directory (models/index)")
+    parser.add_argument(
+        "--index",
+        default=project_setting("paths", "index", "models/index"),
+        help="question index directory (default: the project's paths.index, %(default)s)",
+    )
     parser.add_argument(
         "--model", help="re-ranking bundle (default: the one the index was built with)"
     )
@@ -536,30 +539,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="where --input's matches go (default: stdout for --query)")
     parser.add_argument("--question-col", default="question")
     parser.add_argument("--id-col", default=None, help="--add: a column of bank ids")
-    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=project_setting("index", "top_k", 10),
+        help="matches per question (default: the project's index.top_k, %(default)s)",
+    )
     parser.add_argument("--candidates", type=int, default=None, help="neighbours re-ranked")
     args = parser.parse_args(argv)
     if args.input and not args.output:
         parser.error("--input needs --output")
     if args.top_k < 1 or (args.candidates is not None and args.candidates < 1):
         parser.error("--top-k and --candidates must be 1 or more")
-    raise_on_signals()
-    try:
-        return _run(args)
-    except UserError as err:
-        print(f"dupq-find: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"dupq-find: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("dupq-find: interrupted; nothing written", file=sys.stderr)
-        return 130
-    except Terminated:
-        print("dupq-find: terminated; nothing written", file=sys.stderr)
-        return 143
-    finally:
-        gc.freeze()  # keep TensorFlow's objects out of the exit-time collections
+    return run_cli("dupq-find", lambda: _run(args), "nothing written")
 
 
 def _run(args) -> int:
@@ -567,7 +559,8 @@ def _run(args) -> int:
     if args.add:
         questions, ids = read_questions(args.add, args.question_col, args.id_col)
         with exclusive_lock(args.index, LOCK_TIMEOUT):  # read, add, write: one at a time
-            bundle = load_bundle(args.model or QuestionIndex.read_meta(args.index)["model"])
+            model = project_bundle(args.model) if args.model else None
+            bundle = load_bundle(model or QuestionIndex.read_meta(args.index)["model"])
             index = QuestionIndex.load(args.index, bundle)
             counts = index.add(questions, ids, bundle)
             index.save(args.index)
@@ -585,7 +578,8 @@ def _run(args) -> int:
     output_fmt = table_format(args.output) if args.output else None
     if args.output:
         check_writable(Path(args.output))
-    finder = open_finder(args.index, args.model, args.candidates)
+    model = project_bundle(args.model) if args.model else None
+    finder = open_finder(args.index, model, args.candidates)
     matches = finder.find(queries, args.top_k)
     if not args.output:
         with pd.option_context("display.max_colwidth", 80, "display.width", 200):

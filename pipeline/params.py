@@ -210,3 +210,12 @@ def read_params(path: str | Path) -> dict:
     if not isinstance(params, dict):
         raise ParamsError(f"{path}: not a mapping of sections")
     return params
+
+
+def project_setting(section: str, key: str, fallback: Any, path: str | Path = "params.yaml") -> Any:
+    """`section.key` from the project's params.yaml when a command runs in the project (its
+    default points at the pipeline's own outputs), else `fallback`."""
+    try:
+        return read_params(path)[section][key]
+    except (ParamsError, KeyError, TypeError):
+        return fallback

@@ -13,7 +13,6 @@ Python API: `from pipeline.score import load_bundle`; `load_bundle(path).predict
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import sys
 import time
@@ -28,8 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from pipeline.bundle import Bundle, Pairs, load_bundle
-from pipeline.errors import Terminated, UserError, raise_on_signals
+from pipeline.bundle import Bundle, Pairs, load_bundle, project_bundle
+from pipeline.errors import run_cli
 from pipeline.io import (
     InputError,
     atomic_path,
@@ -225,7 +224,12 @@ def _positive_int(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dupq-score", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="model bundle directory (models/<name>)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="model bundle directory, or a model's name: its bundle under the project's "
+        "paths.models (models/<name>)",
+    )
     parser.add_argument("--input", required=True, help="pairs to score: .csv .tsv .parquet .jsonl")
     parser.add_argument("--output", required=True, help="where to write the scored rows")
     parser.add_argument("--q1-col", default="question1")
@@ -259,36 +263,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     args = parser.parse_args(argv)
-    raise_on_signals()
-    try:
-        counts = score_file(
-            args.model,
-            args.input,
-            args.output,
-            args.q1_col,
-            args.q2_col,
-            args.threshold,
-            args.chunk_rows,
-            input_format=args.format,
-            output_format=args.output_format,
-            quiet=args.quiet,
-        )
-    except UserError as err:
-        print(f"dupq-score: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # the disk filled, the output vanished: OUT is left as it was
-        where = err.filename or args.output
-        print(
-            f"dupq-score: error: {where}: {err.strerror or err}; {args.output} left unchanged",
-            file=sys.stderr,
-        )
-        return 2
-    except KeyboardInterrupt:
-        print(f"dupq-score: interrupted; {args.output} left unchanged", file=sys.stderr)
-        return 130
-    except Terminated:
-        print(f"dupq-score: terminated; {args.output} left unchanged", file=sys.stderr)
-        return 143
+    return run_cli(
+        "dupq-score", lambda: _run(args), f"{args.output} left unchanged", path=args.output
+    )
+
+
+def _run(args) -> int:
+    counts = score_file(
+        project_bundle(args.model),
+        args.input,
+        args.output,
+        args.q1_col,
+        args.q2_col,
+        args.threshold,
+        args.chunk_rows,
+        input_format=args.format,
+        output_format=args.output_format,
+        quiet=args.quiet,
+    )
     if not args.quiet:
         rate = counts["rows"] / counts["seconds"] if counts["seconds"] else 0.0
         print(
@@ -296,9 +288,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{counts['errors']} with errors ({rate:,.0f} rows/s)",
             file=sys.stderr,
         )
-    # The process ends next: keep TensorFlow's million objects out of the interpreter's final
-    # garbage collections, which would take most of a second to find nothing to free.
-    gc.freeze()
     return 0
 
 

@@ -185,3 +185,44 @@ def test_output_files_hold_exactly_the_matches_after_adds(index_dir, tmp_path, e
         assert b"\0" not in out.read_bytes()
     computed = open_finder(index_dir).find(open_table(tmp_path / "q.csv").read()["question"], 10)
     frames_equal_as_text(open_table(out).read(), computed)
+
+
+def test_the_clis_default_to_the_projects_own_index_and_bundles(bundles, index_dir, tmp_path):
+    """Run inside a project (a params.yaml in the working directory), `dupq-find` uses its
+    index and `index.top_k`, and `dupq-score --model NAME` its bundle of that name."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    project = tmp_path / "project"
+    project.mkdir()
+    paths = {"index": str(index_dir), "models": str(bundles["logreg"].parent)}
+    (project / "params.yaml").write_text(yaml.safe_dump({"paths": paths, "index": {"top_k": 2}}))
+
+    def run(module, *args, cwd=project):
+        command = [sys.executable, "-m", module, *map(str, args)]
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+    found = run("pipeline.find", "--query", "Why is the sky blue?")
+    assert found.returncode == 0, found.stderr
+    rows = [line for line in found.stdout.splitlines()[1:] if line.strip()]
+    assert len(rows) == 2 and "Why is the sky blue?" in rows[0]
+    pairs = pd.DataFrame({"question1": ["Why is the sky blue?"], "question2": ["Why blue sky?"]})
+    pairs.to_csv(project / "pairs.csv", index=False)
+    scored = run("pipeline.score", "--model", "logreg", "--input", "pairs.csv", "--output", "o.csv")
+    assert scored.returncode == 0, scored.stderr
+    expected = load_bundle(bundles["logreg"]).predict_proba(pairs["question1"], pairs["question2"])
+    got = pd.read_csv(project / "o.csv")["probability"].to_numpy()
+    assert np.allclose(got, expected, atol=1e-6)
+    elsewhere = run(
+        "pipeline.score",
+        "--model",
+        "logreg",
+        "--input",
+        project / "pairs.csv",
+        "--output",
+        tmp_path / "o.csv",
+        cwd=tmp_path,
+    )  # no project: models/logreg
+    assert elsewhere.returncode == 2 and "models/logreg" in elsewhere.stderr
