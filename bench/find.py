@@ -28,7 +28,9 @@ import yaml
 from common import ROOT, machine
 
 from pipeline.bundle import load_bundle
-from pipeline.find import SETTINGS, Finder, QuestionIndex, evaluate_retrieval
+from pipeline.find.evaluate import evaluate_retrieval
+from pipeline.find.index import SETTINGS, QuestionIndex
+from pipeline.find.search import Finder
 from pipeline.io import write_json
 
 

@@ -26,10 +26,10 @@ from pipeline import __version__
 from pipeline.errors import BundleError
 from pipeline.io import (
     atomic_directory,
+    changed_files,
     file_hashes,
     read_json,
     recover_directory,
-    sha256_of,
     write_json,
 )
 from pipeline.models import get_kind, kind_names
@@ -328,12 +328,12 @@ def _check_files(directory: Path, meta: dict) -> None:
     missing = [name for name in files if not (directory / name).is_file()]
     if missing:
         raise BundleError(f"{directory}: incomplete bundle, missing {', '.join(missing)}")
-    for name, digest in files.items():
-        if sha256_of(directory / name) != digest:
-            raise BundleError(
-                f"{directory}: bundle corrupted: {name} (its sha256 differs from the one "
-                "recorded when the bundle was saved; retrain or restore it)"
-            )
+    changed = changed_files(directory, files)
+    if changed:
+        raise BundleError(
+            f"{directory}: bundle corrupted: {', '.join(changed)} (its sha256 differs from the "
+            "one recorded when the bundle was saved; retrain or restore it)"
+        )
 
 
 def _load_parts(meta: dict, directory: Path) -> ScoringParts:

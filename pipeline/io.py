@@ -169,6 +169,17 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def changed_files(directory: str | Path, recorded: dict[str, str]) -> list[str]:
+    """The files of `recorded` (relative path -> sha256) that are missing from `directory`
+    or whose sha256 differs now: the one check behind bundles, ensembles and indexes."""
+    directory = Path(directory)
+    return [
+        name
+        for name, digest in recorded.items()
+        if not (directory / name).is_file() or sha256_of(directory / name) != digest
+    ]
+
+
 def file_hashes(directory: str | Path) -> dict[str, str]:
     """sha256 of every file under `directory`, by relative path."""
     directory = Path(directory)

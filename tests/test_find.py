@@ -10,7 +10,9 @@ from conftest import our_lines, rehash, run_cli
 
 from pipeline.bundle import load_bundle
 from pipeline.errors import InputError
-from pipeline.find import BLENDS, QuestionIndex, evaluate_retrieval, open_finder
+from pipeline.find.evaluate import BLENDS, evaluate_retrieval
+from pipeline.find.index import QuestionIndex
+from pipeline.find.search import open_finder
 from pipeline.tables import open_table
 
 SETTINGS = {

@@ -15,7 +15,8 @@ from conftest import ROOT
 
 from pipeline.bundle import load_bundle
 from pipeline.errors import InputError
-from pipeline.find import QuestionIndex, open_finder
+from pipeline.find.index import QuestionIndex
+from pipeline.find.search import open_finder
 from pipeline.io import FAULT_ENV, atomic_directory, exclusive_lock, recover_directory
 
 SETTINGS = {

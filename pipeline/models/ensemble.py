@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import BundleError, ParamsError
-from pipeline.io import file_hashes, read_json, write_json
+from pipeline.io import changed_files, file_hashes, read_json, write_json
 from pipeline.models.base import Fitted, ModelKind, ScoringParts, sigmoid, to_probability
 from pipeline.params import Int, Names, Number
 
@@ -154,7 +154,7 @@ class Ensemble(ModelKind):
             path = (directory / member["path"]).resolve()
             if not (path / "bundle.json").is_file():
                 raise BundleError(f"{directory}: member bundle {member['path']} is missing")
-            if file_hashes(path) != member["files"]:
+            if changed_files(path, member["files"]):
                 raise BundleError(
                     f"{directory}: member bundle {member['path']} changed since the ensemble "
                     "was fitted (retrain the ensemble)"

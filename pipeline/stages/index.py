@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.bundle import load_bundle
-from pipeline.find import INDEX, QuestionIndex, evaluate_retrieval, read_questions
+from pipeline.find.evaluate import evaluate_retrieval
+from pipeline.find.index import INDEX, QuestionIndex, read_questions
 from pipeline.io import write_json
 from pipeline.stages._cli import ALL, run_stage
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipeline.find import INDEX
+from pipeline.find.index import INDEX
 from pipeline.io import atomic_path, read_json
 from pipeline.metrics import METRIC_KEYS
 from pipeline.models import TRAIN

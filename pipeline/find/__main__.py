@@ -1,0 +1,5 @@
+import sys
+
+from pipeline.find.cli import main
+
+sys.exit(main())
