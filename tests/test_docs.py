@@ -82,3 +82,35 @@ def test_every_stage_lists_exactly_the_code_it_runs_as_deps():
         module = body["cmd"].split()[2]
         declared = {d for d in body["deps"] if d.startswith("pipeline")}
         assert declared == _code_of(module), (name, declared ^ _code_of(module))
+
+
+def test_the_committed_demo_results_are_this_codes_and_every_model_beats_the_majority():
+    """metrics/ holds `make demo`'s results (12,000 demo pairs, the shipped params). dvc.lock
+    must record this very code, command and params (else run `make demo` and commit), and on
+    that run every model beats the majority class by 0.05 of test accuracy."""
+    import json
+
+    import yaml
+
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    stale = {}
+    for stage, changes in json.loads(result.stdout or "{}").items():
+        for change in changes:
+            if isinstance(change, str):  # "changed command"
+                stale[stage] = change
+                continue
+            code = [p for p in change.get("changed deps", {}) if p.startswith("pipeline")]
+            if code or change.get("changed params"):
+                stale[stage] = code or change["changed params"]
+    assert not stale, f"dvc.lock is not this code's: run `make demo` and commit ({sorted(stale)})"
+    models = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["models"]
+    for name in [*models, "ensemble"]:
+        metrics = json.loads((ROOT / "metrics" / f"{name}.json").read_text())
+        assert metrics["accuracy"] >= metrics["majority_accuracy"] + 0.05, name

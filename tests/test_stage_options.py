@@ -160,15 +160,23 @@ def test_report_table_lists_models_and_the_blog_metric(tmp_path):
         "paths": {
             "metrics": str(metrics_dir),
             "models_report": str(tmp_path / "models.md"),
+            "models_chart": str(tmp_path / "models.png"),
+            "plots": str(tmp_path / "eval"),
+            "live": str(tmp_path / "live"),
             "index_metrics": str(metrics_dir / "index.json"),
         },
     }
+    (tmp_path / "eval" / "logreg").mkdir(parents=True)
+    (tmp_path / "eval" / "logreg" / "evaluation.png").write_bytes(b"")
     text = report.run(params)
     assert (tmp_path / "models.md").read_text() == text
+    assert (tmp_path / "models.png").read_bytes().startswith(b"\x89PNG")
+    assert "![every model](models.png)" in text
+    assert "| logreg | [ROC, PR, calibration](eval/logreg/evaluation.png) | - |" in text
     rows = [
         line
         for line in text.splitlines()
-        if line.startswith("| logreg") or line.startswith("| siamese")
+        if (line.startswith("| logreg") or line.startswith("| siamese")) and "CPU" in line
     ]
     assert len(rows) == 2 and "| 0.7500 |" in rows[0] and "| CPU |" in rows[0]
     assert "ensemble" not in text  # only when its metrics exist
@@ -190,3 +198,28 @@ def test_report_table_lists_models_and_the_blog_metric(tmp_path):
     text = report.run(params)
     assert "re-ranked by `gbdt`" in text and "0.30 x its probability + 0.70 x" in text
     assert "| reranked | 0.4500 | 0.7000 | 0.5500 |" in text
+
+
+def test_charts_are_png_images_and_the_same_bytes_on_a_rerun(tmp_path):
+    from pipeline.plots import comparison_png, evaluation_png, training_png
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    probs = np.clip(labels * 0.4 + rng.random(400) * 0.6, 0, 1)
+    live = tmp_path / "live"
+    for split, losses in (("train", [0.6, 0.4, 0.3]), ("eval", [0.62, 0.5, 0.45])):
+        (live / "plots" / "metrics" / split).mkdir(parents=True)
+        table = pd.DataFrame({"step": range(3), "loss": losses})
+        table.to_csv(live / "plots" / "metrics" / split / "loss.tsv", sep="\t", index=False)
+    rows = {"logreg": {"accuracy": 0.8, "roc_auc": 0.88, "majority_accuracy": 0.63}}
+    written = []
+    for attempt in range(2):
+        out = tmp_path / str(attempt)
+        evaluation_png(out / "evaluation.png", "logreg", labels, probs, 0.5)
+        assert training_png(out / "training.png", "logreg", live)
+        comparison_png(out / "models.png", rows)
+        written.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert written[0] == written[1] and len(written[0]) == 3
+    assert all(image.startswith(b"\x89PNG\r\n") for image in written[0].values())
+    assert not training_png(tmp_path / "none.png", "ensemble", tmp_path / "empty")
+    assert not (tmp_path / "none.png").exists()

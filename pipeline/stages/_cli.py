@@ -36,6 +36,7 @@ PATH_NAMES = {
     "metrics": "metrics",
     "plots": "eval",
     "models_report": "models.md",
+    "models_chart": "models.png",
     "index": "index",
     "index_metrics": "index.json",
 }

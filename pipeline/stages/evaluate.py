@@ -18,6 +18,7 @@ from pipeline.bundle import load_bundle
 from pipeline.io import write_json
 from pipeline.metrics import blog_precision, classification_metrics
 from pipeline.models import TRAIN, get_kind, kind_names
+from pipeline.plots import evaluation_png
 from pipeline.stages._cli import run_stage
 
 log = logging.getLogger("evaluate")
@@ -55,7 +56,10 @@ def run(params: dict, name: str) -> dict:
         metrics["roc_auc"],
         out,
     )
-    write_plots(Path(paths["plots"]) / name, labels, probs, bundle.threshold)
+    plots = Path(paths["plots"]) / name
+    write_plots(plots, labels, probs, bundle.threshold)
+    evaluation_png(plots / "evaluation.png", name, labels, probs, bundle.threshold)
+    log.info("wrote %s", plots / "evaluation.png")
     return metrics
 
 

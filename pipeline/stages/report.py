@@ -1,18 +1,21 @@
 """Stage `report`: one Markdown table of every model's test metrics, training time and device.
 
-Reads params `train.models`, `evaluate` and metrics/<model>.json (and metrics/ensemble.json);
-writes reports/models.md.
+Reads params `train.models`, `index.model` and metrics/<model>.json (and metrics/ensemble.json,
+metrics/index.json); writes reports/models.md, and reports/models.png (every model's accuracy
+and ROC-AUC), linking each model's evaluation and training charts.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from pipeline.find.index import INDEX
 from pipeline.io import atomic_path, read_json
 from pipeline.metrics import METRIC_KEYS
 from pipeline.models import TRAIN
+from pipeline.plots import comparison_png
 from pipeline.stages._cli import run_stage
 
 log = logging.getLogger("report")
@@ -72,6 +75,26 @@ def render_retrieval(metrics: dict, model: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_charts(rows: dict[str, dict], paths: dict) -> str:
+    """Links to the PNG charts, relative to the report (they open offline in any viewer)."""
+    here = Path(paths["models_report"]).parent
+
+    def link(path: Path) -> str:
+        return os.path.relpath(path, here)
+
+    lines = ["", "# Charts", "", f"![every model]({link(Path(paths['models_chart']))})", ""]
+    lines += ["| model | evaluation | training |", "|---|---|---|"]
+    for name in rows:
+        evaluation = Path(paths["plots"]) / name / "evaluation.png"
+        training = Path(paths["live"]) / name / "training.png"
+        cells = [
+            f"[ROC, PR, calibration]({link(evaluation)})" if evaluation.exists() else "-",
+            f"[loss, accuracy]({link(training)})" if training.exists() else "-",
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def run(params: dict) -> str:
     paths = params["paths"]
     metrics_dir = Path(paths["metrics"])
@@ -82,6 +105,8 @@ def run(params: dict) -> str:
         if name in params["train"]["models"] or (metrics_dir / f"{name}.json").exists()
     }
     text = render(rows)
+    comparison_png(paths["models_chart"], rows)
+    text += render_charts(rows, paths)
     index_metrics = Path(paths["index_metrics"])
     if index_metrics.exists():
         text += render_retrieval(read_json(index_metrics), params["index"]["model"])
