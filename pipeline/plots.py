@@ -101,8 +101,8 @@ def comparison_png(path: str | Path, rows: dict[str, dict]) -> None:
             ax.text(value, i, f" {value:.3f}", va="center", fontsize=8)
         ax.set(yticks=y, yticklabels=names, xlim=(0, 1.08), xlabel=label, title=label)
         ax.invert_yaxis()
-    floor = [rows[n].get("majority_accuracy") for n in names]
-    if floor and floor[0] is not None:
-        accuracy.axvline(floor[0], linestyle=":", color="grey", label="majority class")
-        accuracy.legend(loc="lower right")
+    floor = rows[names[0]].get("majority_accuracy") if names else None
+    if floor is not None:
+        accuracy.axvline(floor, linestyle=":", color="grey")
+        accuracy.set_title(f"accuracy (dotted: majority class, {floor:.3f})")
     _save(fig, path)

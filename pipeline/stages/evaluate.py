@@ -18,7 +18,7 @@ from pipeline.bundle import load_bundle
 from pipeline.io import write_json
 from pipeline.metrics import blog_precision, classification_metrics
 from pipeline.models import TRAIN, get_kind, kind_names
-from pipeline.plots import evaluation_png
+from pipeline.plots import evaluation_png, training_png
 from pipeline.stages._cli import run_stage
 
 log = logging.getLogger("evaluate")
@@ -60,6 +60,8 @@ def run(params: dict, name: str) -> dict:
     write_plots(plots, labels, probs, bundle.threshold)
     evaluation_png(plots / "evaluation.png", name, labels, probs, bundle.threshold)
     log.info("wrote %s", plots / "evaluation.png")
+    if training_png(plots / "training.png", name, Path(paths["live"]) / name):
+        log.info("wrote %s", plots / "training.png")
     return metrics
 
 

@@ -86,7 +86,7 @@ def render_charts(rows: dict[str, dict], paths: dict) -> str:
     lines += ["| model | evaluation | training |", "|---|---|---|"]
     for name in rows:
         evaluation = Path(paths["plots"]) / name / "evaluation.png"
-        training = Path(paths["live"]) / name / "training.png"
+        training = Path(paths["plots"]) / name / "training.png"
         cells = [
             f"[ROC, PR, calibration]({link(evaluation)})" if evaluation.exists() else "-",
             f"[loss, accuracy]({link(training)})" if training.exists() else "-",

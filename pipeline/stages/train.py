@@ -16,7 +16,6 @@ from pipeline.errors import InputError
 from pipeline.metrics import EVALUATE, choose_threshold, classification_metrics
 from pipeline.models import TRAIN, get_kind, kind_names
 from pipeline.models.base import FitDirs, fit_calibration, to_probability
-from pipeline.plots import training_png
 from pipeline.stages._cli import ALL, run_stage
 from pipeline.text_model import TextModel, load_pairs
 
@@ -91,8 +90,6 @@ def run(params: dict, name: str) -> dict:
     out = Path(paths["models"]) / name
     save_bundle(out, meta, text_model, kind, fitted.model)
     log.info("wrote bundle %s", out)
-    if training_png(dirs.live / "training.png", name, dirs.live):
-        log.info("wrote %s", dirs.live / "training.png")
     return meta
 
 
