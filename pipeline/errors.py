@@ -55,8 +55,8 @@ def run_cli(prog: str, work: Callable[[], int], unchanged: str, path: str = "") 
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        where = err.filename or path
-        print(f"{prog}: error: {where}: {err.strerror or err}; {unchanged}", file=sys.stderr)
+        where = f"{err.filename or path}: " if (err.filename or path) else ""
+        print(f"{prog}: error: {where}{err.strerror or err}; {unchanged}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; {unchanged}", file=sys.stderr)

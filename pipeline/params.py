@@ -214,8 +214,11 @@ def read_params(path: str | Path) -> dict:
 
 def project_setting(section: str, key: str, fallback: Any, path: str | Path = "params.yaml") -> Any:
     """`section.key` from the project's params.yaml when a command runs in the project (its
-    default points at the pipeline's own outputs), else `fallback`."""
+    default points at the pipeline's own outputs), else `fallback`: also when the value there
+    is not of the fallback's type, so a bad params.yaml never breaks a command's defaults."""
     try:
-        return read_params(path)[section][key]
+        value = read_params(path)[section][key]
     except (ParamsError, KeyError, TypeError):
         return fallback
+    same_type = isinstance(value, type(fallback)) and not isinstance(value, bool)
+    return value if same_type else fallback

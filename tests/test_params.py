@@ -238,3 +238,18 @@ def test_every_stage_stops_at_once_with_one_line_and_exit_2(tmp_path, stage, sec
     lines = our_lines(result.stderr)
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[0].startswith(f"{stage}: error: ") and f"{section}.{key}: {value!r}" in lines[0]
+
+
+def test_project_settings_fall_back_when_params_yaml_is_absent_or_wrong(tmp_path):
+    from pipeline.params import project_setting
+
+    path = tmp_path / "params.yaml"
+    assert project_setting("paths", "index", "models/index", path) == "models/index"  # absent
+    path.write_text("paths: {index: elsewhere/index}\nindex: {top_k: 3}\n")
+    assert project_setting("paths", "index", "models/index", path) == "elsewhere/index"
+    assert project_setting("index", "top_k", 10, path) == 3
+    path.write_text("paths: {index: [not, a, path]}\nindex: {top_k: true}\n")
+    assert project_setting("paths", "index", "models/index", path) == "models/index"
+    assert project_setting("index", "top_k", 10, path) == 10
+    path.write_text("paths: [unclosed\n")
+    assert project_setting("paths", "index", "models/index", path) == "models/index"

@@ -64,7 +64,8 @@ class ModelKind:
 
     @property
     def section(self) -> Section:
-        """Its params.yaml section (named after the kind), with `check_params` as its rule."""
+        """Its params.yaml section (named after the kind): keys and types only; `check` adds
+        the checks that span sections."""
         return Section(self.name, self.param_fields)
 
     def check(self, params: dict) -> None:
