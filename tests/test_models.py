@@ -284,6 +284,46 @@ def test_length_buckets_hold_every_pair_once_per_epoch_cut_to_its_batch():
     assert np.array_equal(first, epochs[0])  # the same seed, the same order
 
 
+@pytest.mark.parametrize("schedule", ["constant", "plateau", "cosine"])
+def test_learning_rate_schedules(schedule):
+    import keras
+
+    from pipeline.models.base import learning_rate_schedule
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    inputs = np.zeros((8, 1), dtype=np.float32)
+    targets = np.ones((8, 1), dtype=np.float32)  # a loss that does not fall on validation
+    rates = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: rates.append(float(model.optimizer.learning_rate))
+    )
+    callbacks = [*learning_rate_schedule(schedule, 0.01, epochs=4), record]
+    model.fit(
+        inputs,
+        targets,
+        validation_data=(inputs, targets * 5),
+        epochs=4,
+        verbose=0,
+        callbacks=callbacks,
+    )
+    expected = {
+        "constant": [0.01] * 4,
+        "plateau": None,  # halved after an epoch without progress on validation loss
+        "cosine": [
+            0.01,
+            0.01 * (1 + np.cos(np.pi / 4)) / 2,
+            0.005,
+            0.01 * (1 + np.cos(3 * np.pi / 4)) / 2,
+        ],
+    }[schedule]
+    if expected is None:
+        assert rates[0] == pytest.approx(0.01) and rates[-1] < 0.01
+        assert list(np.diff(rates) <= 0) == [True] * 3
+    else:
+        np.testing.assert_allclose(rates, expected, rtol=1e-6)
+
+
 def test_masked_pooling_and_alignment_ignore_padding():
     from pipeline.models.layers import Alignment, MaskedPooling, SoftAlignment, ZeroPadding
 

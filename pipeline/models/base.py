@@ -145,6 +145,9 @@ class KerasKind(ModelKind):
                 monitor="val_loss", patience=train_cfg["patience"], restore_best_weights=True
             ),
             DVCLiveCallback(live=Live(str(dirs.live), dvcyaml=False, save_dvc_exp=False)),
+            *learning_rate_schedule(
+                train_cfg["lr_schedule"], params["learning_rate"], params["epochs"]
+            ),
         ]
         weights = class_weights(train["label"], train_cfg["class_weight"])
         if accepts_any_length(model):
@@ -211,6 +214,26 @@ class KerasKind(ModelKind):
             ),
             lambda a, b: per_pair.predict_on_batch({"a": a, "b": b}),
         )
+
+
+def learning_rate_schedule(schedule: str, initial: float, epochs: int) -> list:
+    """Callbacks that lower the learning rate: none (constant), halved whenever the validation
+    loss did not improve for an epoch (plateau), or along a half cosine from `initial` to near
+    zero at the last of `epochs` (cosine: the whole budget anneals, for long runs that early
+    stopping rarely ends)."""
+    import math
+
+    import keras
+
+    if schedule == "plateau":
+        return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1)]
+    if schedule == "cosine":
+        return [
+            keras.callbacks.LearningRateScheduler(
+                lambda epoch: initial * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+            )
+        ]
+    return []
 
 
 def accepts_any_length(model) -> bool:

@@ -20,7 +20,15 @@ from pipeline.stages._cli import ALL, run_stage
 from pipeline.text_model import TextModel, load_pairs
 
 log = logging.getLogger("train")
-TRAINING = ("seed", "deterministic", "class_weight", "patience", "mixed_precision", "distribute")
+TRAINING = (
+    "seed",
+    "deterministic",
+    "class_weight",
+    "patience",
+    "lr_schedule",
+    "mixed_precision",
+    "distribute",
+)
 
 
 def check_ensemble(params: dict) -> None:
