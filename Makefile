@@ -67,7 +67,7 @@ bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/accuracy.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/pair_features.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/scoring.py
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/train_speed.py --output reports/bench/train_speed_cpu.json
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/train_speed.py --pairs 6000 --output reports/bench/train_speed_cpu.json
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/accuracy.py --splits random --vectors glove \
 		--seeds 42 --models logreg gbdt birnn_cnn esim ensemble --work reports/bench/find_run \
 		--output reports/bench/find_run/accuracy.json

@@ -92,9 +92,9 @@ def train_speed_section(cpu: dict | None, gpu: dict | None) -> list[str]:
         "## Training speed",
         "",
         "`bench/train_speed.py` builds each Keras model with its default params and fits "
-        "random inputs of the real shapes (epoch time depends on shapes, not values); the "
-        "first epoch (tracing, compilation) is timed apart and the median of the next two "
-        "is shown.",
+        "random inputs of the real shapes (epoch time depends on shapes, not values), under "
+        "each Keras backend in turn on the same machine; the first epoch (tracing, "
+        "compilation) is timed apart and the median of the next ones is shown.",
         "",
         "| device | backend | model | batch | pairs | s/epoch | pairs/s | first epoch (s) |",
         "|---|---|---|---:|---:|---:|---:|---:|",
@@ -106,18 +106,32 @@ def train_speed_section(cpu: dict | None, gpu: dict | None) -> list[str]:
         sources.append(f"`{name}`: {measured_on(report)}")
         for run in report["runs"]:
             lines.append(
-                f"| {report['device']} | {report['backend']} | `{run['model']}` | "
+                f"| {run.get('device', report.get('device'))} | "
+                f"{run.get('backend', report.get('backend'))} | `{run['model']}` | "
                 f"{run['batch_size']} | {run['pairs']:,} | {run['seconds_per_epoch']} | "
                 f"{run['pairs_per_s']:,} | {run['first_epoch_s']} |"
             )
+    lines += ["", "Measured: " + "; ".join(sources) + "."]
+    if cpu is not None:
+        lines += ["", *backend_ratios(cpu["runs"])]
     lines += [
         "",
-        "Measured: " + "; ".join(sources) + ". The GPU machine had JAX, not TensorFlow, so the "
-        "GPU rows use Keras 3's JAX backend; the pipeline's own TensorFlow GPU path "
-        '(`pip install -e ".[gpu]"`) has not been timed.',
+        "The GPU machine had JAX, not TensorFlow, so the GPU rows use Keras 3's JAX backend; "
+        'the pipeline\'s own TensorFlow GPU path (`pip install -e ".[gpu]"`) has not been '
+        "timed.",
         "",
     ]
     return lines
+
+
+def backend_ratios(runs: list[dict]) -> list[str]:
+    """One line per model: JAX's pairs/s over TensorFlow's, on the same CPU in one run."""
+    speed = {(run.get("backend"), run["model"]): run["pairs_per_s"] for run in runs}
+    models = [m for (b, m) in speed if b == "tensorflow" and ("jax", m) in speed]
+    if not models:
+        return []
+    cells = [f"`{m}` x{speed[('jax', m)] / speed[('tensorflow', m)]:.2f}" for m in models]
+    return ["JAX's speed over TensorFlow's on this CPU (pairs/s): " + ", ".join(cells) + "."]
 
 
 def embeddings_section(report: dict) -> list[str]:

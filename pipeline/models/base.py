@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import ParamsError
 from pipeline.params import Section, check_section
 
 log = logging.getLogger("train")
@@ -136,9 +137,9 @@ class KerasKind(ModelKind):
 
         from dvclive import Live
 
-        strategy, device = configure_tensorflow(train_cfg)
+        scope, device = configure_backend(train_cfg)
         log.info("training %s on %s", self.name, device)
-        with strategy.scope():
+        with scope:
             model = self.build(params, text_model)
         callbacks = [
             keras.callbacks.EarlyStopping(
@@ -184,15 +185,37 @@ class KerasKind(ModelKind):
         return Fitted(model, np.asarray(raw_val).ravel(), info)
 
     def save(self, model, directory: Path, text_model) -> dict:
+        import keras
+
         from pipeline.models.layers import scoring_parts
 
         model.save(directory / self.model_file)
         per_question, _ = scoring_parts(model)
         # a model of any length scores questions padded to max_len
         shape = [text_model.max_len if n is None else n for n in per_question.output.shape[1:]]
-        return {"encoding_floats": int(np.prod(shape))}
+        return {"encoding_floats": int(np.prod(shape)), "keras_backend": keras.backend.backend()}
 
     def load(self, directory: Path) -> ScoringParts:
+        """The saved model, on whichever Keras backend runs: model.keras holds no backend's
+        code, so a bundle trained under TensorFlow scores the same under JAX. Should a layer
+        not run on this backend, the error says which backend trained it."""
+        import json
+
+        import keras
+
+        trained_on = json.loads((directory / "bundle.json").read_text()).get("keras_backend")
+        running = keras.backend.backend()
+        try:
+            return self._load(directory)
+        except Exception as err:
+            if trained_on in (None, running):
+                raise
+            raise ValueError(
+                f"{self.model_file} was trained under Keras on {trained_on} and does not run "
+                f"under {running} ({type(err).__name__}: {err})"
+            ) from err
+
+    def _load(self, directory: Path) -> ScoringParts:
         import keras
 
         from pipeline.models.layers import scoring_parts
@@ -241,48 +264,86 @@ def accepts_any_length(model) -> bool:
     return model.get_layer("encoder").input.shape[1:] == (None,)
 
 
-def length_buckets(
-    pairs: dict, batch_size: int, weights: dict | None, seed: int, step: int = 8, window: int = 64
-):
+class LengthBuckets:
     """Training batches of pairs of similar length, each cut to its longest question (rounded
-    up to `step` tokens, so only a few shapes are traced), as a tf.data pipeline.
+    up to `step` tokens, so only a few shapes are compiled).
 
-    Every epoch shuffles anew from `seed`: the pairs are shuffled, sorted by length within
+    Each epoch shuffles anew from `seed`: the pairs are shuffled, sorted by length within
     windows of `window` batches, cut into batches, and the batches shuffled. With class
     weights, each pair carries its class's weight.
     """
+
+    def __init__(
+        self, pairs: dict, batch_size: int, weights: dict | None, seed: int, step=8, window=64
+    ):
+        from pipeline.text_model import PAD_ID
+
+        self.q1, self.q2 = pairs["q1"], pairs["q2"]
+        self.labels = pairs["label"].astype(np.float32)
+        # post-padded: a question's length is its count of real tokens
+        self.lengths = np.maximum((self.q1 != PAD_ID).sum(axis=1), (self.q2 != PAD_ID).sum(axis=1))
+        self.sample_weights = None
+        if weights:
+            self.sample_weights = np.where(self.labels == 1, weights[1], weights[0])
+            self.sample_weights = self.sample_weights.astype(np.float32)
+        self.batch_size, self.step, self.window = batch_size, step, window
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def epoch_rows(self) -> list[np.ndarray]:
+        """The rows of each batch of the next epoch, in the order they are trained on."""
+        order = self.rng.permutation(len(self.labels))
+        windows = np.arange(len(order)) // (self.batch_size * self.window)
+        order = order[np.lexsort((self.lengths[order], windows))]
+        starts = self.rng.permutation(np.arange(0, len(order), self.batch_size))
+        return [np.sort(order[start : start + self.batch_size]) for start in starts]
+
+    def batch(self, rows: np.ndarray) -> tuple:
+        """(inputs, labels[, sample weights]) of these rows, cut to their longest question."""
+        cut = max(self.step, -(-int(self.lengths[rows].max()) // self.step) * self.step)
+        batch = ({"q1": self.q1[rows, :cut], "q2": self.q2[rows, :cut]}, self.labels[rows])
+        if self.sample_weights is None:
+            return batch
+        return (*batch, self.sample_weights[rows])
+
+
+def length_buckets(pairs: dict, batch_size: int, weights: dict | None, seed: int, **options):
+    """`LengthBuckets` as the running Keras backend trains on them: a tf.data pipeline under
+    TensorFlow (whose adapter for a Python dataset fixes the shapes of the first batches), a
+    `keras.utils.PyDataset` under JAX and torch."""
+    import keras
+
+    buckets = LengthBuckets(pairs, batch_size, weights, seed, **options)
+    if keras.backend.backend() != "tensorflow":
+
+        class Batches(keras.utils.PyDataset):
+            def __init__(self):
+                super().__init__()
+                self.rows = buckets.epoch_rows()
+
+            def __len__(self):
+                return len(buckets)
+
+            def __getitem__(self, index):
+                return buckets.batch(self.rows[index])
+
+            def on_epoch_end(self):
+                self.rows = buckets.epoch_rows()
+
+        return Batches()
+
     import tensorflow as tf
-
-    from pipeline.text_model import PAD_ID
-
-    q1, q2, labels = pairs["q1"], pairs["q2"], pairs["label"].astype(np.float32)
-    lengths = np.maximum((q1 != PAD_ID).sum(axis=1), (q2 != PAD_ID).sum(axis=1))  # post-padded
-    sample_weights = None
-    if weights:
-        sample_weights = np.where(pairs["label"] == 1, weights[1], weights[0]).astype(np.float32)
-    rng = np.random.default_rng(seed)
-
-    starts_at = np.arange(0, len(labels), batch_size)
-
-    def batches():
-        order = rng.permutation(len(labels))
-        windows = np.arange(len(order)) // (batch_size * window)
-        order = order[np.lexsort((lengths[order], windows))]
-        for start in rng.permutation(starts_at):
-            rows = np.sort(order[start : start + batch_size])
-            cut = max(step, -(-int(lengths[rows].max()) // step) * step)
-            features = {"q1": q1[rows, :cut], "q2": q2[rows, :cut]}
-            if sample_weights is None:
-                yield features, labels[rows]
-            else:
-                yield features, labels[rows], sample_weights[rows]
 
     ids = tf.TensorSpec((None, None), tf.int32)
     signature = ({"q1": ids, "q2": ids}, tf.TensorSpec((None,), tf.float32))
-    if sample_weights is not None:
+    if buckets.sample_weights is not None:
         signature += (tf.TensorSpec((None,), tf.float32),)
-    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
-    return dataset.apply(tf.data.experimental.assert_cardinality(len(starts_at))).prefetch(2)
+    dataset = tf.data.Dataset.from_generator(
+        lambda: map(buckets.batch, buckets.epoch_rows()), output_signature=signature
+    )
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(buckets))).prefetch(2)
 
 
 def in_batches(predict, batch_size: int, *arrays, gather=None) -> np.ndarray:
@@ -311,27 +372,68 @@ def class_weights(labels: np.ndarray, setting) -> dict | None:
     return {int(k): float(v) for k, v in dict(setting).items()}
 
 
-def configure_tensorflow(train_cfg: dict):
-    """Seeds, precision and distribution strategy; returns (strategy, device description)."""
-    import keras
-    import tensorflow as tf
+def configure_backend(train_cfg: dict):
+    """Seeds, determinism, precision and distribution on the Keras backend that runs
+    (`KERAS_BACKEND`: tensorflow, jax or torch); returns (the scope to build the model in, a
+    description of the device)."""
+    import contextlib
+    import os
 
+    import keras
+
+    backend = keras.backend.backend()
+    deterministic, mirrored = train_cfg["deterministic"], train_cfg["distribute"] == "mirrored"
+    if backend == "jax" and deterministic:  # read when JAX first uses a GPU (CPU: always)
+        os.environ["XLA_FLAGS"] = " ".join(
+            [os.environ.get("XLA_FLAGS", ""), "--xla_gpu_deterministic_ops=true"]
+        ).strip()
     keras.utils.set_random_seed(int(train_cfg["seed"]))
-    if train_cfg["deterministic"]:
-        tf.config.experimental.enable_op_determinism()
     if train_cfg["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    gpus = tf.config.list_physical_devices("GPU")
-    distribute = train_cfg["distribute"]  # none | mirrored, checked with the train section
-    if distribute == "mirrored":
-        strategy = tf.distribute.MirroredStrategy()
+    scope, replicas = contextlib.nullcontext(), 1
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
+        strategy = tf.distribute.MirroredStrategy() if mirrored else tf.distribute.get_strategy()
+        scope, replicas = strategy.scope(), strategy.num_replicas_in_sync
+    elif backend == "torch":
+        import torch
+
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        if mirrored:
+            raise ParamsError("train.distribute: mirrored needs the tensorflow or jax backend")
+    elif mirrored:  # jax: Keras' data parallelism over every device
+        distribution = keras.distribution.DataParallel()
+        keras.distribution.set_distribution(distribution)
+        replicas = distribution.device_mesh.devices.size
+    device = f"{keras_device()}, Keras on {backend}"
+    if mirrored:
+        device += f", mirrored over {replicas} replicas"
+    return scope, device
+
+
+def keras_device() -> str:
+    """The device the Keras backend computes on: "CPU", or "GPU x<n> (<name>)"."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        name = gpus and tf.config.experimental.get_device_details(gpus[0]).get("device_name")
+        count = len(gpus)
+    elif backend == "jax":
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform != "cpu"]
+        name, count = gpus and gpus[0].device_kind, len(gpus)
     else:
-        strategy = tf.distribute.get_strategy()
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        device = f"GPU x{len(gpus)} ({details.get('device_name', 'unknown')})"
-    else:
-        device = "CPU"
-    if distribute == "mirrored":
-        device += f", mirrored over {strategy.num_replicas_in_sync} replicas"
-    return strategy, device
+        import torch
+
+        count = torch.cuda.device_count()
+        name = count and torch.cuda.get_device_name(0)
+    return f"GPU x{count} ({name or 'unknown'})" if count else "CPU"
