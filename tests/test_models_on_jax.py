@@ -26,6 +26,7 @@ SYMMETRIC = {"siamese", "esim", "re2"}  # a distance, or cross-attention read bo
 
 SCORE = """
 import json, sys
+sys.modules["tensorflow"] = None  # scoring under JAX needs no TensorFlow: importing it fails
 import keras, pandas as pd
 from pipeline.bundle import load_bundle
 test = pd.read_parquet(sys.argv[1])
@@ -38,6 +39,7 @@ print(json.dumps({"backend": keras.backend.backend(), "scores": scores}))
 
 TRAIN = """
 import json, sys
+sys.modules["tensorflow"] = None  # training under JAX needs no TensorFlow: importing it fails
 import keras, numpy as np, pandas as pd, yaml
 from pipeline.bundle import load_bundle
 from pipeline.stages import train
@@ -59,14 +61,14 @@ print(json.dumps(result))
 """
 
 
-def on_jax(script: str, *args) -> dict:
+def on_jax(script: str, *args, **env) -> dict:
     """Run `script` under Keras' JAX backend; its last line of output, as JSON."""
     result = subprocess.run(
         [sys.executable, "-c", script, *map(str, args)],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "KERAS_BACKEND": "jax"},
+        env={**os.environ, "KERAS_BACKEND": "jax", **env},
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -86,6 +88,19 @@ def test_every_keras_kind_trains_under_jax(featurized, tmp_path):
             assert facts["asymmetry"] <= 1e-6, (name, facts)
         bundle = json.loads((tmp_path / name / "bundle.json").read_text())
         assert bundle["keras_backend"] == "jax"
+
+
+def test_mirrored_under_jax_is_data_parallel_over_every_device(featurized, tmp_path):
+    params = {
+        **featurized,
+        "train": {**featurized["train"], "distribute": "mirrored"},
+        "paths": {**featurized["paths"], "models": str(tmp_path)},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    two_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    result = on_jax(TRAIN, tmp_path / "params.yaml", "residual", **two_devices)
+    assert result["residual"]["device"] == "CPU, Keras on jax, mirrored over 2 replicas"
+    assert result["residual"]["in_range"] and result["residual"]["itself"] == 1.0
 
 
 def test_bundles_trained_under_tensorflow_score_the_same_under_jax(featurized):
@@ -124,3 +139,4 @@ def test_a_bundle_that_cannot_move_names_its_backend(bundles, tmp_path, monkeypa
     )
     with pytest.raises(BundleError, match=message):
         load_bundle(moved)
+

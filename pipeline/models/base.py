@@ -133,9 +133,6 @@ class KerasKind(ModelKind):
 
     def fit(self, params, train_cfg, text_model, train, val, dirs) -> Fitted:
         import keras
-        from dvclive.keras import DVCLiveCallback
-
-        from dvclive import Live
 
         scope, device = configure_backend(train_cfg)
         log.info("training %s on %s", self.name, device)
@@ -145,7 +142,7 @@ class KerasKind(ModelKind):
             keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=train_cfg["patience"], restore_best_weights=True
             ),
-            DVCLiveCallback(live=Live(str(dirs.live), dvcyaml=False, save_dvc_exp=False)),
+            training_curves(dirs.live),
             *learning_rate_schedule(
                 train_cfg["lr_schedule"], params["learning_rate"], params["epochs"]
             ),
@@ -237,6 +234,30 @@ class KerasKind(ModelKind):
             ),
             lambda a, b: per_pair.predict_on_batch({"a": a, "b": b}),
         )
+
+
+def training_curves(live_dir: Path):
+    """A Keras callback that logs each epoch's metrics with dvclive, named as dvclive's own
+    Keras callback names them (which subclasses tf.keras, so it would need TensorFlow)."""
+    import keras
+    from dvclive.utils import standardize_metric_name
+
+    from dvclive import Live
+
+    class TrainingCurves(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.live = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False)
+
+        def on_epoch_end(self, epoch, logs=None):
+            for metric, value in (logs or {}).items():
+                self.live.log_metric(standardize_metric_name(metric, "dvclive.keras"), value)
+            self.live.next_step()
+
+        def on_train_end(self, logs=None):
+            self.live.end()
+
+    return TrainingCurves()
 
 
 def learning_rate_schedule(schedule: str, initial: float, epochs: int) -> list:
