@@ -133,6 +133,11 @@ class Bundle:
         """The whole trained Keras model (None for the other kinds)."""
         return self.parts.model
 
+    @property
+    def loaded(self) -> bool:
+        """True once the model has loaded (a failed load stays False)."""
+        return self._parts.done() and self._parts.exception() is None
+
     def wait_until_loaded(self) -> None:
         """Raise the BundleError of a model that failed to load in the background."""
         self._parts.result()
