@@ -423,7 +423,7 @@ def create_app(
             return error_response(415, "send a JSON body", detail)
         if any(e["type"] == "json_invalid" for e in err.errors()):
             problem = err.errors()[0]
-            where = f" at character {problem['loc'][-1]}" if len(problem["loc"]) > 1 else ""
+            where = f" (character {problem['loc'][-1]})" if len(problem["loc"]) > 1 else ""
             detail = [{"field": "body", "problem": f"{problem['ctx']['error']}{where}"}]
             return error_response(400, "the body is not valid JSON", detail)
         problems = [
