@@ -6,7 +6,7 @@ export UV_COMPILE_BYTECODE := 1
 SHARED_QUORA ?= ../shared/data/quora
 DVC_EXP := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run
 
-.PHONY: help setup demo full-release subset test test-fast lint bench docs lock clean
+.PHONY: help setup demo full-release subset test test-fast lint bench docs screenshot lock clean
 
 ## help: list the targets
 help:
@@ -68,6 +68,7 @@ bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/pair_features.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/scoring.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/train_speed.py --pairs 6000 --output reports/bench/train_speed_cpu.json
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/serve.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/accuracy.py --splits random --vectors glove \
 		--seeds 42 --models logreg gbdt birnn_cnn esim ensemble --work reports/bench/find_run \
 		--output reports/bench/find_run/accuracy.json
@@ -77,6 +78,10 @@ bench: setup
 ## docs: regenerate docs/benchmarks.md from reports/bench/*.json
 docs: setup
 	$(BIN)/python bench/tables.py
+
+## screenshot: docs/serve_page.png, the page of dupq-serve as the browser test sees it
+screenshot: setup
+	DUPQ_SCREENSHOT=$(CURDIR)/docs/serve_page.png $(BIN)/python -m pytest -q tests/test_serve.py -k browser
 
 ## lock: re-resolve requirements.lock from pyproject.toml
 lock:

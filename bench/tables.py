@@ -134,6 +134,46 @@ def backend_ratios(runs: list[dict]) -> list[str]:
     return ["JAX's speed over TensorFlow's on this CPU (pairs/s): " + ", ".join(cells) + "."]
 
 
+def serve_section(report: dict) -> list[str]:
+    base = report["in_process"]
+    lines = [
+        "## Serving",
+        "",
+        f"`bench/serve.py`: `dupq-serve` with `{report['model']}` (trained on the full release) "
+        f"re-ranking a bank of {report['bank']:,} questions of the full release's train split; "
+        "queries and pairs from its test split. The load comes from threads of the benchmark "
+        "process, each with its own keep-alive connection, on the same 2 cores as the server. "
+        f"Measured {measured_on(report)}.",
+        "",
+        "| endpoint | concurrency | requests | p50 ms | p99 ms | requests/s | pairs/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for endpoint in ("find", "score"):
+        for row in report[endpoint]:
+            lines.append(
+                f"| `/{endpoint}` | {row['concurrency']} | {row['requests']:,} | {row['p50_ms']} "
+                f"| {row['p99_ms']} | {row['requests_per_s']:,} | "
+                f"{row.get('pairs_per_s', '-') if endpoint == 'score' else '-'} |"
+            )
+    best_find = max(row["requests_per_s"] for row in report["find"])
+    best_score = max(row["pairs_per_s"] for row in report["score"])
+    rss = report["rss"]
+    lines += [
+        "",
+        f"In-process, the same work: `Finder.find` over 2,000 queries at once "
+        f"{base['find_batch_queries_per_s']:,} queries/s (the service's best: "
+        f"x{best_find / base['find_batch_queries_per_s']:.2f} of it); `score_file` "
+        f"{base['score_pairs_per_s']:,.0f} pairs/s (the service's best, 1,000 pairs a request: "
+        f"x{best_score / base['score_pairs_per_s']:.2f}). Server memory (VmRSS) over "
+        f"{rss[-1]['requests']:,} `/find` requests: "
+        + ", ".join(f"{r['rss_mb']:,.0f}" for r in rss)
+        + f" MB (every {rss[1]['requests']:,}). Exit status after SIGTERM: "
+        f"{report['exit_status']}.",
+        "",
+    ]
+    return lines
+
+
 def embeddings_section(report: dict) -> list[str]:
     return [
         "## Question embeddings",
@@ -367,6 +407,8 @@ def benchmarks_md() -> str:
         lines += scoring_section(report)
     if (report := load("find.json")) is not None:
         lines += find_section(report)
+    if (report := load("serve.json")) is not None:
+        lines += serve_section(report)
     if (report := load("pair_features.json")) is not None:
         lines += pair_features_section(report)
     if (report := load("embeddings.json")) is not None:

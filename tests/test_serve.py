@@ -119,6 +119,8 @@ def test_pairs(featurized):
 
 def test_score_gives_dupq_scores_numbers(server, index_dir, test_pairs, tmp_path):
     pairs = test_pairs[["question1", "question2"]]
+    unscorable = pd.DataFrame({"question1": ["\u200b"], "question2": ["empty once normalized"]})
+    pairs = pd.concat([pairs, unscorable], ignore_index=True)
     pairs.to_parquet(tmp_path / "pairs.parquet")
     model = open_finder(index_dir).bundle.directory
     result = run_cli(
@@ -137,8 +139,14 @@ def test_score_gives_dupq_scores_numbers(server, index_dir, test_pairs, tmp_path
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model"] == "logreg" and len(body["results"]) == len(pairs)
-    assert [r["probability"] for r in body["results"]] == scored["probability"].tolist()
-    assert [r["prediction"] for r in body["results"]] == scored["prediction"].tolist()
+    results, expected = body["results"][:-1], scored.iloc[:-1]
+    assert [r["probability"] for r in results] == expected["probability"].tolist()
+    assert [r["prediction"] for r in results] == expected["prediction"].tolist()
+    assert (
+        body["results"][-1]
+        == {"error": scored["error"].iloc[-1]}
+        == {"error": "question1 is empty"}
+    )
 
 
 def test_find_gives_dupq_finds_matches(server, index_dir, test_pairs, tmp_path):
