@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import secrets
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -135,8 +136,8 @@ class Service:
     def __init__(self, bundle: Bundle, finder: Finder | None, index_dir: Path | None, threads):
         self.bundle, self.finder, self.index_dir = bundle, finder, index_dir
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="serve")
-        self.threads = threads
         self.index_stamp = self._index_stamp()
+        self.reloading = threading.Lock()  # one reload at a time, however many finds see it
 
     # -- scoring -----------------------------------------------------------------------------
     def score(self, pairs: list[Pair]) -> list[PairScore]:
@@ -222,7 +223,9 @@ class Service:
         """Serve questions another process (`dupq-find --add`) added since the last load."""
         if self.index_dir is None or self._index_stamp() == self.index_stamp:
             return
-        with exclusive_lock(self.index_dir, LOCK_TIMEOUT):
+        with self.reloading, exclusive_lock(self.index_dir, LOCK_TIMEOUT):
+            if self._index_stamp() == self.index_stamp:  # another thread reloaded it
+                return
             index = QuestionIndex.load(self.index_dir, self.bundle)
             self.finder = Finder(index, self.bundle, self.finder.candidates, self.finder.blend)
             self.index_stamp = self._index_stamp()
