@@ -250,7 +250,7 @@ def _word_similarities(ids_a: np.ndarray, ids_b: np.ndarray, unit: np.ndarray) -
 def _words_with_vectors(text_model: TextModel, ids: np.ndarray) -> np.ndarray:
     """Per question, the ids of its first SIMILARITY_TOKENS words that have a vector, moved
     to the front (0 after them)."""
-    has_vector = np.abs(text_model.embedding_matrix()).sum(axis=1) > 0
+    has_vector = np.concatenate([np.zeros(FIRST_WORD_ID, bool), text_model.known > 0])
     keep = has_vector[ids] & (ids >= FIRST_WORD_ID)
     order = np.argsort(~keep, axis=1, kind="stable")  # kept words first, in their order
     compact = np.where(np.take_along_axis(keep, order, 1), np.take_along_axis(ids, order, 1), 0)

@@ -42,6 +42,32 @@ READS = ("embeddings", "token_ids", "tfidf", "text")  # what a model kind can re
 WEIGHTINGS = ("tfidf", "idf", "mean")
 EMBED_BLOCK_ROWS = 32_768  # questions per thread task: amortizes the vocabulary lookup's set-up
 PRODUCT_ROWS = 8192  # (8192, 300) float32 = 10 MB: a product stays in cache on its way out
+SMALL_LOOKUP = 4096  # tokens: below this, a hash table built once beats Arrow's built per call
+
+
+class VocabLookup:
+    """Tokens -> their position in a vocabulary, -1 outside it.
+
+    Arrow's `index_in` builds a hash table of the whole vocabulary on every call: nothing for
+    a batch, but most of the time of a few questions (one dupq-find query, one request of the
+    service). Small inputs therefore use a pandas Index, whose hash table is built once, on
+    first use, and kept.
+    """
+
+    def __init__(self, words):
+        self.array = pa.array(list(words), pa.string())
+        self._index: pd.Index | None = None
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def positions(self, flat: pa.Array) -> np.ndarray:
+        if len(flat) > SMALL_LOOKUP:
+            found = pc.fill_null(pc.index_in(flat, value_set=self.array), -1)
+            return found.to_numpy(zero_copy_only=False).astype(np.int64)
+        if self._index is None:
+            self._index = pd.Index(self.array.to_pylist(), dtype=object)
+        return self._index.get_indexer(flat.to_pylist()).astype(np.int64)
 
 
 @dataclass
@@ -53,14 +79,14 @@ class TextModel:
     weighting: str = "tfidf"
     sublinear_tf: bool = False
     max_len: int = field(kw_only=True)  # token ids per question: features.max_len
-    _vocab_array: pa.Array = field(init=False, repr=False)
+    _lookup: VocabLookup = field(init=False, repr=False)
 
     def __post_init__(self):
         if self.weighting not in WEIGHTINGS:
             raise ValueError(
                 f"features.weighting must be one of {WEIGHTINGS}, got {self.weighting!r}"
             )
-        self._vocab_array = pa.array(self.vocab.tolist(), pa.string())
+        self._lookup = VocabLookup(self.vocab.tolist())
         self.known = (np.abs(self.vectors).sum(axis=1) > 0).astype(np.float32)
 
     @property
@@ -94,7 +120,7 @@ class TextModel:
         words = words[keep][:max_features] if max_features else words[keep]
         from sklearn.feature_extraction.text import TfidfTransformer
 
-        counts = _count_matrix(tokens, pa.array(words.tolist(), pa.string()))
+        counts = _count_matrix(tokens, VocabLookup(words.tolist()))
         idf = TfidfTransformer().fit(counts).idf_.astype(np.float32)
         index = pd.Index(word_vectors.index_to_key).get_indexer(words)
         vectors = np.zeros((len(words), word_vectors.vector_size), dtype=np.float32)
@@ -106,7 +132,7 @@ class TextModel:
         return tokenize(questions, self.text)
 
     def counts(self, tokens: pa.ListArray) -> sp.csr_matrix:
-        return _count_matrix(tokens, self._vocab_array)
+        return _count_matrix(tokens, self._lookup)
 
     def tfidf(self, tokens: pa.ListArray) -> sp.csr_matrix:
         return self._tf_idf(self.counts(tokens))
@@ -159,7 +185,7 @@ class TextModel:
             weights = (self.weights(tokens) @ sp.diags(self.known)).tocsr()
         else:  # linear in the counts: one entry per token, repeats need no summing first
             per_word = self.known * (self.idf if self.weighting == "tfidf" else np.float32(1))
-            weights = _token_matrix(tokens, self._vocab_array, per_word)
+            weights = _token_matrix(tokens, self._lookup, per_word)
         total = np.asarray(weights.sum(axis=1), dtype=np.float32).ravel()
         empty = total <= 0
         scale = np.divide(1.0, total, out=np.zeros_like(total), where=~empty)
@@ -191,8 +217,8 @@ class TextModel:
 
     def token_ids(self, tokens: pa.ListArray) -> np.ndarray:
         """(n, max_len) int32 ids, post-padded with PAD_ID and truncated at max_len."""
-        ids = pc.add(pc.index_in(tokens.flatten(), value_set=self._vocab_array), FIRST_WORD_ID)
-        ids = pc.fill_null(ids, OOV_ID).to_numpy(zero_copy_only=False)
+        positions = self._lookup.positions(tokens.flatten())
+        ids = np.where(positions >= 0, positions + FIRST_WORD_ID, OOV_ID)
         lengths = pc.list_value_length(tokens).to_numpy(zero_copy_only=False).astype(np.int64)
         rows = np.repeat(np.arange(len(lengths)), lengths)
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -275,21 +301,20 @@ def _row_ids(tokens: pa.ListArray) -> np.ndarray:
     return np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
 
 
-def _count_matrix(tokens: pa.ListArray, vocab: pa.Array) -> sp.csr_matrix:
+def _count_matrix(tokens: pa.ListArray, vocab: VocabLookup) -> sp.csr_matrix:
     """(n_questions, V) token counts; words outside `vocab` are left out."""
     matrix = _token_matrix(tokens, vocab, np.ones(len(vocab), dtype=np.float32))
     matrix.sum_duplicates()
     return matrix
 
 
-def _token_matrix(tokens: pa.ListArray, vocab: pa.Array, value: np.ndarray) -> sp.csr_matrix:
+def _token_matrix(tokens: pa.ListArray, vocab: VocabLookup, value: np.ndarray) -> sp.csr_matrix:
     """(n_questions, V) CSR with one entry per token: `value[word]`, in token order.
 
     Repeated words stay separate entries (a product sums them anyway); tokens outside `vocab`
     and words whose value is 0 are left out. Built straight from the list offsets: no COO step.
     """
-    columns = pc.fill_null(pc.index_in(tokens.flatten(), value_set=vocab), -1)
-    columns = columns.to_numpy(zero_copy_only=False)
+    columns = vocab.positions(tokens.flatten())
     data = np.append(value, np.float32(0))[columns]  # column -1 (unknown word) reads the 0
     keep = data != 0
     offsets = np.asarray(tokens.offsets, dtype=np.int64)

@@ -84,6 +84,21 @@ def test_embedding_does_not_depend_on_block_sizes(model, monkeypatch, weighting,
     assert np.allclose(part, whole[3:36], atol=1e-6) and (part_empty == whole_empty[3:36]).all()
 
 
+def test_small_and_large_inputs_find_words_alike(model, monkeypatch):
+    """A few tokens use a hash table built once, many use Arrow's kernel: same answers."""
+    questions = TRAIN * 3 + ["", "zzz", "python python rust ?"]
+    tokens = model.tokens(questions)
+    small = (model.tfidf(tokens), model.token_ids(tokens), model.embed(tokens)[0])
+    monkeypatch.setattr(text_model, "SMALL_LOOKUP", 0)
+    large = (model.tfidf(tokens), model.token_ids(tokens), model.embed(tokens)[0])
+    assert (small[0] != large[0]).nnz == 0
+    assert np.array_equal(small[1], large[1]) and np.array_equal(small[2], large[2])
+    flat = tokens.flatten()
+    assert model._lookup.positions(flat).tolist() == [
+        list(model.vocab).index(word) if word in model.vocab else -1 for word in flat.to_pylist()
+    ]
+
+
 def test_questions_without_known_words_get_zero_vectors(model):
     emb, empty = model.embed(model.tokens(["zzz qqq", "", "Rust", "Python"]))
     assert empty.tolist() == [True, True, True, False]
