@@ -160,10 +160,11 @@ def serve_section(report: dict) -> list[str]:
     rss = report["rss"]
     lines += [
         "",
-        f"In-process, the same work: `Finder.find` over 2,000 queries at once "
+        f"The same work without HTTP: `Finder.find` over 2,000 queries at once, in process, "
         f"{base['find_batch_queries_per_s']:,} queries/s (the service's best: "
-        f"x{best_find / base['find_batch_queries_per_s']:.2f} of it); `score_file` "
-        f"{base['score_pairs_per_s']:,.0f} pairs/s (the service's best, 1,000 pairs a request: "
+        f"x{best_find / base['find_batch_queries_per_s']:.2f} of it); `dupq-score` over "
+        f"100,000 pairs {base['score_pairs_per_s']:,.0f} pairs/s (the service's best, 1,000 "
+        "pairs a request: "
         f"x{best_score / base['score_pairs_per_s']:.2f}). Server memory (VmRSS) over "
         f"{rss[-1]['requests']:,} `/find` requests: "
         + ", ".join(f"{r['rss_mb']:,.0f}" for r in rss)
