@@ -8,7 +8,8 @@ bench/full_release.py's run), and takes queries and pairs from the test split. M
   rate), and `dupq-score` over 100,000 train pairs (its pairs/s, start-up included);
 - the server (`dupq-serve` in its own process): /find (one question, top 10) and /score
   (1,000 pairs a request) at concurrency 1, 8 and 32: p50 and p99 latency and requests/s;
-- the server's resident memory (VmRSS) every 10% of --rss-requests /find requests.
+- the server's resident memory (VmRSS) every 10% of --rss-requests /find requests (at
+  concurrency 32).
 
 The load comes from threads of this process, each with its own keep-alive connection, on
 the same cores as the server. Writes reports/bench/serve.json. Not a test.
@@ -222,7 +223,7 @@ def main() -> None:
         step = args.rss_requests // 10
         for done in range(step, args.rss_requests + 1, step):
             bodies = [find_bodies[i % len(find_bodies)] for i in range(done - step, done)]
-            load(f"{url}/find", bodies, 8)
+            load(f"{url}/find", bodies, 32)
             rss.append({"requests": done, "rss_mb": rss_mb(server.pid)})
             print("rss", rss[-1], flush=True)
         report["rss"] = rss
