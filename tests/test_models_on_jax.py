@@ -139,4 +139,3 @@ def test_a_bundle_that_cannot_move_names_its_backend(bundles, tmp_path, monkeypa
     )
     with pytest.raises(BundleError, match=message):
         load_bundle(moved)
-
