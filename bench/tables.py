@@ -27,7 +27,11 @@ def load(name: str) -> dict | None:
 
 
 def measured_on(report: dict) -> str:
-    return f"{report.get('date', 'date unknown')}, {report.get('machine', 'machine unknown')}"
+    conditions = f", {report['conditions']}" if report.get("conditions") else ""
+    return (
+        f"{report.get('date', 'date unknown')}, {report.get('machine', 'machine unknown')}"
+        + conditions
+    )
 
 
 def _rows(summary: list[dict], split: str, vectors: str) -> dict[str, dict]:
@@ -150,10 +154,10 @@ def serve_section(report: dict) -> list[str]:
     ]
     for endpoint in ("find", "score"):
         for row in report[endpoint]:
+            pairs = f"{row['pairs_per_s']:,}" if "pairs_per_s" in row else "-"
             lines.append(
                 f"| `/{endpoint}` | {row['concurrency']} | {row['requests']:,} | {row['p50_ms']} "
-                f"| {row['p99_ms']} | {row['requests_per_s']:,} | "
-                f"{row.get('pairs_per_s', '-') if endpoint == 'score' else '-'} |"
+                f"| {row['p99_ms']} | {row['requests_per_s']:,} | {pairs} |"
             )
     best_find = max(row["requests_per_s"] for row in report["find"])
     best_score = max(row["pairs_per_s"] for row in report["score"])
@@ -371,7 +375,7 @@ def full_release_section(report: dict) -> list[str]:
         return f"{row[key]:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
 
     for name, row in report["models"].items():
-        dev = f"{row['val_accuracy']:.3f}" if "val_accuracy" in row else "-"
+        dev = f"{row['val_accuracy']:.4f}" if "val_accuracy" in row else "-"
         lines.append(
             f"| `{name}` | {dev} | {cell(row, 'test_accuracy')} | "
             f"{cell(row, 'test_roc_auc')} | "
@@ -387,6 +391,25 @@ def full_release_section(report: dict) -> list[str]:
         "of them (the rest are in the hidden set), so compare them as close, not exact.",
         "",
     ]
+    variants = sorted(BENCH.glob("full_release_*.json"))
+    if variants:
+        lines += [
+            "Variants tried against the runs above (`bench/full_release.py --output "
+            "reports/bench/full_release_<variant>.json`), each kept or not on dev accuracy:",
+            "",
+            "| variant | model | seeds | dev accuracy | test accuracy | ROC-AUC |",
+            "|---|---|---|---:|---:|---:|",
+        ]
+        for path in variants:
+            variant = json.loads(path.read_text())
+            overrides = ", ".join(f"`{o}`" for o in variant.get("overrides", []))
+            for name, row in variant["models"].items():
+                lines.append(
+                    f"| {overrides} | `{name}` | {', '.join(map(str, row['seeds']))} | "
+                    f"{row['val_accuracy']:.4f} | {cell(row, 'test_accuracy')} | "
+                    f"{cell(row, 'test_roc_auc')} |"
+                )
+        lines += ["", f"Measured {measured_on(variant)}.", ""]
     return lines
 
 
