@@ -48,7 +48,7 @@ subset: setup
 	$(DVC_EXP) -S data.source=data/external/quora_pairs_subset.tsv -S split.strategy=random
 	@cat reports/models.md
 
-## test: the whole test suite (about 7 minutes on 2 cores)
+## test: the whole test suite (about 11 minutes on 2 cores)
 test: setup
 	$(BIN)/python -m pytest -q
 
