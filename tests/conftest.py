@@ -26,6 +26,17 @@ REQUIRED_METRICS = (
     "threshold",
 )
 
+INDEX_SETTINGS = {  # a question index small and fast enough for a unit test
+    "vectors": "tfidf",
+    "tfidf_dim": 64,
+    "seed": 0,
+    "kind": "hnsw",
+    "hnsw_m": 16,
+    "ef_construction": 64,
+    "ef_search": 64,
+    "candidates": 20,
+}
+
 STAGE_FIXTURES = {"featurized", "bundles", "params"}  # fixtures that run stages or train
 
 

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHARED_TSV, needs_shared, our_lines, rehash, run_cli
+from conftest import INDEX_SETTINGS, SHARED_TSV, needs_shared, our_lines, rehash, run_cli
 
 from pipeline.bundle import load_bundle
 from pipeline.errors import InputError
@@ -15,16 +15,6 @@ from pipeline.find.index import QuestionIndex
 from pipeline.find.search import open_finder
 from pipeline.tables import open_table
 
-SETTINGS = {
-    "vectors": "tfidf",
-    "tfidf_dim": 64,
-    "seed": 0,
-    "kind": "hnsw",
-    "hnsw_m": 16,
-    "ef_construction": 64,
-    "ef_search": 64,
-    "candidates": 20,
-}
 BANK = [
     "How do I learn Python quickly?",
     "What is the capital of France?",
@@ -42,7 +32,7 @@ def cli(*args):
 @pytest.fixture
 def index_dir(bundles, tmp_path):
     bundle = load_bundle(bundles["logreg"])
-    index = QuestionIndex.build(BANK, [f"q{i}" for i in range(len(BANK))], bundle, SETTINGS)
+    index = QuestionIndex.build(BANK, [f"q{i}" for i in range(len(BANK))], bundle, INDEX_SETTINGS)
     index.save(tmp_path / "index")
     return tmp_path / "index"
 
@@ -133,9 +123,9 @@ def test_retrieval_metrics_on_known_duplicates(featurized, bundles):
     processed = featurized["paths"]["processed"]
     splits = {s: pd.read_parquet(f"{processed}/{s}.parquet") for s in ("train", "val", "test")}
     bundle = load_bundle(bundles["logreg"])
-    approximate = evaluate_retrieval(bundle, SETTINGS, splits)
-    exact = evaluate_retrieval(bundle, {**SETTINGS, "kind": "flat"}, splits)
-    by_words = evaluate_retrieval(bundle, {**SETTINGS, "vectors": "embedding"}, splits)
+    approximate = evaluate_retrieval(bundle, INDEX_SETTINGS, splits)
+    exact = evaluate_retrieval(bundle, {**INDEX_SETTINGS, "kind": "flat"}, splits)
+    by_words = evaluate_retrieval(bundle, {**INDEX_SETTINGS, "vectors": "embedding"}, splits)
     assert by_words["queries"] == approximate["queries"]
     assert approximate["queries"] > 10
     for part in ("candidates", "exact", "reranked"):
@@ -144,12 +134,12 @@ def test_retrieval_metrics_on_known_duplicates(featurized, bundles):
     recalls = {k: v for k, v in exact["candidates"].items() if k != "mrr"}
     assert recalls == exact["exact"]  # flat search is the exact search
     # re-ranking only reorders the candidates: the recall over all of them is unchanged
-    every = f"recall@{SETTINGS['candidates']}"
+    every = f"recall@{INDEX_SETTINGS['candidates']}"
     assert approximate["reranked"][every] == approximate["candidates"][every]
     reranked = approximate["reranked"]
     assert reranked["recall@1"] <= reranked["mrr"] <= reranked[every]
     assert approximate["blend"] in BLENDS
-    fixed = evaluate_retrieval(bundle, SETTINGS, splits, blend=0.0)  # the model alone
+    fixed = evaluate_retrieval(bundle, INDEX_SETTINGS, splits, blend=0.0)  # the model alone
     assert fixed["blend"] == 0.0 and fixed["reranked"] == fixed["model_only"]
 
 
@@ -255,11 +245,11 @@ def test_the_index_finds_real_paraphrases_far_more_often_than_random_vectors():
     queries, targets = queries[findable], targets[findable]
     assert len(queries) > 1000 and len(bank) > 8000
     model = TextModel.fit(bank, TextConfig(), KeyedVectors(8), max_len=32)
-    encoder = QuestionEncoder.for_settings(model, {**SETTINGS, "tfidf_dim": 256})
+    encoder = QuestionEncoder.for_settings(model, {**INDEX_SETTINGS, "tfidf_dim": 256})
     target_rows = pd.Index(bank).get_indexer(targets)
 
     def recall_at_10(bank_vectors, query_vectors) -> float:
-        index = new_faiss_index(bank_vectors.shape[1], SETTINGS)
+        index = new_faiss_index(bank_vectors.shape[1], INDEX_SETTINGS)
         index.add(bank_vectors)
         _, rows = index.search(query_vectors, 10)
         return float((rows == target_rows[:, None]).any(axis=1).mean())

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from conftest import ROOT, run_cli
+from conftest import INDEX_SETTINGS, ROOT, run_cli
 
 from pipeline.bundle import load_bundle
 from pipeline.find.index import QuestionIndex
@@ -22,16 +22,6 @@ from pipeline.find.search import open_finder
 from pipeline.io import FAULT_ENV
 from pipeline.serve.app import MAX_BODY_BYTES, MAX_PAIRS
 
-SETTINGS = {
-    "vectors": "tfidf",
-    "tfidf_dim": 64,
-    "seed": 0,
-    "kind": "hnsw",
-    "hnsw_m": 16,
-    "ef_construction": 64,
-    "ef_search": 64,
-    "candidates": 20,
-}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -89,7 +79,7 @@ def index_dir(bundles, featurized, tmp_path_factory):
     questions = pd.concat([train["question1"], train["question2"]]).drop_duplicates()
     bundle = load_bundle(bundles["logreg"])
     directory = tmp_path_factory.mktemp("serve") / "index"
-    QuestionIndex.build(questions.tolist(), None, bundle, SETTINGS, blend=0.5).save(directory)
+    QuestionIndex.build(questions.tolist(), None, bundle, INDEX_SETTINGS, blend=0.5).save(directory)
     return directory
 
 

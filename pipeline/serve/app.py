@@ -360,13 +360,21 @@ def create_app(
             return None
         return error_response(401, "missing or wrong X-API-Key header")
 
+    def unavailable(request: Request, needs_index: bool = False) -> JSONResponse | None:
+        """Why this request cannot be answered now (a key, the model loading, no index)."""
+        if problem := refused(request) or ready():
+            return problem
+        if needs_index and service.finder is None:
+            return error_response(404, "no question index (start dupq-serve with --index)")
+        return None
+
     async def off_loop(function, *args):
         return await asyncio.get_running_loop().run_in_executor(service.pool, function, *args)
 
     @app.post("/score", response_model=ScoreResponse, response_model_exclude_none=True)
     async def score(body: ScoreRequest, request: Request):
         """P(duplicate) and the prediction at the model's threshold, per pair, in order."""
-        if problem := refused(request) or ready():
+        if problem := unavailable(request):
             return problem
         results = await off_loop(service.score, body.pairs)
         metrics.pairs.inc(len(results))
@@ -375,10 +383,8 @@ def create_app(
     @app.post("/find", response_model=FindResponse)
     async def find(body: FindRequest, request: Request):
         """The known questions most likely to be duplicates of `question`, best first."""
-        if problem := refused(request) or ready():
+        if problem := unavailable(request, needs_index=True):
             return problem
-        if service.finder is None:
-            return error_response(404, "no question index (start dupq-serve with --index)")
         answer = await app.state.batcher.find(body)
         if isinstance(answer, str):
             return error_response(422, answer, [{"field": "question", "problem": answer}])
@@ -387,10 +393,8 @@ def create_app(
     @app.post("/questions", response_model=AddResponse)
     async def add_questions(body: AddRequest, request: Request):
         """Add questions to the bank: findable at once, and kept across restarts."""
-        if problem := refused(request) or ready():
+        if problem := unavailable(request, needs_index=True):
             return problem
-        if service.finder is None:
-            return error_response(404, "no question index (start dupq-serve with --index)")
         response = await off_loop(service.add, body.questions)
         metrics.bank.set(response.bank_size)
         return response
