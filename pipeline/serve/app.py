@@ -138,6 +138,14 @@ class Service:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="serve")
         self.index_stamp = self._index_stamp()
         self.reloading = threading.Lock()  # one reload at a time, however many finds see it
+        self.load_error: str | None = None  # why the model failed to load, once it has
+        threading.Thread(target=self._watch_load, daemon=True).start()
+
+    def _watch_load(self) -> None:
+        try:
+            self.bundle.wait_until_loaded()
+        except Exception as err:  # /health and every request then say why
+            self.load_error = str(err)
 
     # -- scoring -----------------------------------------------------------------------------
     def score(self, pairs: list[Pair]) -> list[PairScore]:
@@ -348,9 +356,11 @@ def create_app(
     app.state.service = service
 
     def ready() -> JSONResponse | None:
-        if not bundle.loaded:
-            return error_response(503, "the model is still loading")
-        return None
+        if bundle.loaded:
+            return None
+        if service.load_error:
+            return error_response(503, f"the model failed to load: {service.load_error}")
+        return error_response(503, "the model is still loading")
 
     def refused(request: Request) -> JSONResponse | None:
         if api_key is None:
@@ -410,7 +420,8 @@ def create_app(
             "api_key_required": api_key is not None,
         }
         if not bundle.loaded:
-            return JSONResponse({"status": "loading", **facts}, status_code=503)
+            failed = {"status": "failed", "error": service.load_error} if service.load_error else {}
+            return JSONResponse({"status": "loading", **facts, **failed}, status_code=503)
         return {"status": "ready", **facts}
 
     @app.get("/metrics")
