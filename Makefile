@@ -85,7 +85,7 @@ screenshot: setup
 
 ## lock: re-resolve requirements.lock from pyproject.toml
 lock:
-	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --extra pretrained --python-version 3.11 -q -o requirements.lock
+	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --extra pretrained --extra spark --python-version 3.11 -q -o requirements.lock
 
 ## clean: remove the virtual environment
 clean:

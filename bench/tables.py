@@ -138,6 +138,34 @@ def backend_ratios(runs: list[dict]) -> list[str]:
     return ["JAX's speed over TensorFlow's on this CPU (pairs/s): " + ", ".join(cells) + "."]
 
 
+def spark_section(report: dict) -> list[str]:
+    lines = [
+        "## Scoring on Spark",
+        "",
+        f"`bench/spark_scoring.py`: `dupq-score --engine spark --master {report['master']}` "
+        "against `dupq-score` in one process, the same pairs (random pairings of the real "
+        "subset's questions, Parquet) and the same bundles "
+        f"(`{report['models_dir']}/`), each the whole CLI with its start-up. Peak RSS: the "
+        "`dupq-score` process; for Spark, the largest Python worker (what each executor core "
+        f"holds) and the JVM. Measured {measured_on(report)}.",
+        "",
+        "| model | pairs | dupq-score pairs/s | Spark pairs/s | Spark / dupq-score "
+        "| dupq-score peak MB | Spark worker peak MB | Spark JVM peak MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model, sizes in report["models"].items():
+        for size, row in sizes.items():
+            local, spark = row["local"], row["spark"]
+            lines.append(
+                f"| `{model}` | {int(size):,} | {local['pairs_per_s']:,} | "
+                f"{spark['pairs_per_s']:,} | {row['spark_over_local']:.2f} | "
+                f"{local['peak_rss_mb']['driver']:,} | "
+                f"{spark['peak_rss_mb'].get('python_worker', 0):,} | "
+                f"{spark['peak_rss_mb'].get('java', 0):,} |"
+            )
+    return [*lines, ""]
+
+
 def serve_section(report: dict) -> list[str]:
     base = report["in_process"]
     lines = [
@@ -145,7 +173,8 @@ def serve_section(report: dict) -> list[str]:
         "",
         f"`bench/serve.py`: `dupq-serve` with `{report['model']}` (trained on the full release) "
         f"re-ranking a bank of {report['bank']:,} questions of the full release's train split; "
-        "queries and pairs from its test split. The load comes from threads of the benchmark "
+        "queries from its test split, pairs to score from its train split. The load comes from "
+        "threads of the benchmark "
         "process, each with its own keep-alive connection, on the same 2 cores as the server. "
         f"Measured {measured_on(report)}.",
         "",
@@ -429,6 +458,8 @@ def benchmarks_md() -> str:
     lines += train_speed_section(load("train_speed_cpu.json"), load("train_speed_h100_jax.json"))
     if (report := load("scoring.json")) is not None:
         lines += scoring_section(report)
+    if (report := load("spark_scoring.json")) is not None:
+        lines += spark_section(report)
     if (report := load("find.json")) is not None:
         lines += find_section(report)
     if (report := load("serve.json")) is not None:

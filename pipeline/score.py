@@ -262,13 +262,25 @@ def main(argv: list[str] | None = None) -> int:
         help="output format (default: from the extension)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "spark"],
+        help="local: stream the file in this process; spark: a Spark job (the `spark` extra) "
+        "over a path or glob, writing a directory of Parquet files",
+    )
+    parser.add_argument("--master", default="local[*]", help="--engine spark: the Spark master URL")
     args = parser.parse_args(argv)
+    if args.engine == "spark" and args.output_format not in (None, "parquet"):
+        parser.error("--engine spark writes Parquet; leave out --output-format")
     return run_cli(
         "dupq-score", lambda: _run(args), f"{args.output} left unchanged", path=args.output
     )
 
 
 def _run(args) -> int:
+    if args.engine == "spark":
+        return _run_spark(args)
     counts = score_file(
         project_bundle(args.model),
         args.input,
@@ -286,6 +298,30 @@ def _run(args) -> int:
         print(
             f"dupq-score: {counts['rows']} rows -> {args.output}: {counts['scored']} scored, "
             f"{counts['errors']} with errors ({rate:,.0f} rows/s)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _run_spark(args) -> int:
+    from pipeline.spark import score_files
+
+    start = time.perf_counter()
+    counts = score_files(
+        project_bundle(args.model),
+        args.input,
+        args.output,
+        args.q1_col,
+        args.q2_col,
+        args.threshold,
+        args.format,
+        args.master,
+    )
+    if not args.quiet:
+        rate = counts["rows"] / (time.perf_counter() - start)
+        print(
+            f"dupq-score: {counts['rows']} rows -> {args.output}/ (Parquet): {counts['scored']} "
+            f"scored, {counts['errors']} with errors ({rate:,.0f} rows/s on {args.master})",
             file=sys.stderr,
         )
     return 0

@@ -28,6 +28,9 @@ WHITESPACE = r"[\s\p{Z}]+"
 ODD_SPACE = r"\s\s|[\x00-\x1f\x7f]"
 INVISIBLE = r"[\p{Cc}\p{Cf}]"  # control and format characters (NUL, zero-width space, BOM)
 SYMBOL = r"([^\p{L}\p{M}\p{N}\s\p{Z}])"
+# SYMBOL on ASCII text (RE2's \s is [\t\n\f\r ]): the same matches, compiled ~50x faster,
+# which is most of tokenizing a few questions (a query of the service, say)
+ASCII_SYMBOL = r"([^A-Za-z0-9\t\n\f\r ])"
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ def tokenize(texts: Iterable, config: TextConfig = TextConfig()) -> pa.ListArray
     arr = pc.fill_null(to_arrow(texts), "")
     if config.lowercase:
         arr = pc.utf8_lower(arr)
-    spaced = pc.replace_substring_regex(arr, SYMBOL, r" \1 ")
+    symbol = ASCII_SYMBOL if pc.all(pc.string_is_ascii(arr)).as_py() else SYMBOL
+    spaced = pc.replace_substring_regex(arr, symbol, r" \1 ")
     tokens = pc.utf8_split_whitespace(spaced)
     if isinstance(tokens, pa.ChunkedArray):
         tokens = tokens.combine_chunks()

@@ -42,7 +42,8 @@ READS = ("embeddings", "token_ids", "tfidf", "text")  # what a model kind can re
 WEIGHTINGS = ("tfidf", "idf", "mean")
 EMBED_BLOCK_ROWS = 32_768  # questions per thread task: amortizes the vocabulary lookup's set-up
 PRODUCT_ROWS = 8192  # (8192, 300) float32 = 10 MB: a product stays in cache on its way out
-SMALL_LOOKUP = 4096  # tokens: below this, a hash table built once beats Arrow's built per call
+SMALL_LOOKUP = 16_384  # tokens: below this, a hash table built once beats Arrow's built per call
+# (measured over an 84k-word vocabulary: 1.3 against 2.6 ms at 10k tokens, even at ~20k)
 
 
 class VocabLookup:
@@ -175,8 +176,11 @@ class TextModel:
                 out[start + first : start + last] = weights[first:last] @ self.vectors
 
         starts = range(0, len(tokens), EMBED_BLOCK_ROWS)
-        with ThreadPoolExecutor(max(1, min(len(starts), os.cpu_count() or 1))) as pool:
-            list(pool.map(embed_block, starts))
+        if len(starts) <= 1:  # a pool's threads cost more than a few questions take
+            list(map(embed_block, starts))
+        else:
+            with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
+                list(pool.map(embed_block, starts))
         return out, empty
 
     def _mean_weights(self, tokens: pa.ListArray) -> tuple[sp.csr_matrix, np.ndarray]:

@@ -1,4 +1,6 @@
-from pipeline.text import TextConfig, normalize, token_lists
+import pyarrow.compute as pc
+
+from pipeline.text import ASCII_SYMBOL, SYMBOL, TextConfig, normalize, token_lists
 
 
 def test_normalize_nfkc_and_whitespace():
@@ -22,3 +24,14 @@ def test_lowercase_is_a_setting():
 def test_tokenized_and_raw_quora_text_agree():
     # the bimpm rows of the subset are pre-tokenized ("what 's") while raw rows are not
     assert token_lists(["What's up?"]) == token_lists(["What 's up ?"])
+
+
+def test_ascii_symbols_match_the_unicode_rule_on_every_ascii_character():
+    # ASCII-only batches take the cheaper pattern: it must split exactly as the full one
+    texts = [f"a{chr(code)}b {chr(code)}" for code in range(128)] + ["Don't use C++ 2.0?"]
+    assert pc.all(pc.string_is_ascii(texts)).as_py()
+    full = pc.replace_substring_regex(texts, SYMBOL, r" \1 ")
+    ascii_only = pc.replace_substring_regex(texts, ASCII_SYMBOL, r" \1 ")
+    assert full.to_pylist() == ascii_only.to_pylist()
+    mixed = token_lists(texts + ["café"], TextConfig(lowercase=False))
+    assert mixed[:-1] == token_lists(texts, TextConfig(lowercase=False))

@@ -3,6 +3,8 @@ pair model through the bundle's own scoring code."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
@@ -104,20 +106,32 @@ class Finder:
     @staticmethod
     def _errors(queries: pd.Series, errors: pd.Series) -> pd.DataFrame:
         bad = np.flatnonzero(errors.to_numpy(object) != "")
-        return pd.DataFrame(
-            {
-                "query_row": bad,
-                "query": queries.iloc[bad].astype(object).to_numpy(object),
-                "rank": pd.array([pd.NA] * len(bad), dtype="Int64"),
-                "bank_row": pd.array([pd.NA] * len(bad), dtype="Int64"),
-                "bank_id": pd.array([pd.NA] * len(bad), dtype="string"),
-                "bank_question": pd.array([pd.NA] * len(bad), dtype="string"),
-                "candidate_score": np.full(len(bad), np.nan, np.float32),
-                "probability": np.full(len(bad), np.nan, np.float32),
-                "score": np.full(len(bad), np.nan, np.float32),
-                "error": errors.iloc[bad].to_numpy(object),
-            }
-        )
+        if not len(bad):
+            return _no_errors()
+        return _error_rows(queries, errors, bad)
+
+
+@functools.cache
+def _no_errors() -> pd.DataFrame:
+    """The columns of error rows without rows: built once, as most batches have no error."""
+    return _error_rows(pd.Series([], dtype=object), pd.Series([], dtype=object), np.array([], int))
+
+
+def _error_rows(queries: pd.Series, errors: pd.Series, bad: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "query_row": bad,
+            "query": queries.iloc[bad].astype(object).to_numpy(object),
+            "rank": pd.array([pd.NA] * len(bad), dtype="Int64"),
+            "bank_row": pd.array([pd.NA] * len(bad), dtype="Int64"),
+            "bank_id": pd.array([pd.NA] * len(bad), dtype="string"),
+            "bank_question": pd.array([pd.NA] * len(bad), dtype="string"),
+            "candidate_score": np.full(len(bad), np.nan, np.float32),
+            "probability": np.full(len(bad), np.nan, np.float32),
+            "score": np.full(len(bad), np.nan, np.float32),
+            "error": errors.iloc[bad].to_numpy(object),
+        }
+    )
 
 
 def ranking_score(probability: np.ndarray, cosine: np.ndarray, blend: float) -> np.ndarray:

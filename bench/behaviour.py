@@ -1,0 +1,77 @@
+"""Benchmark: the behavioural suite (`pipeline/behaviour.py`) on trained bundles.
+
+Scores every pair of the suite with each bundle at its own threshold and reports the share of
+tests failed per capability and per group: not a duplicate where order, an entity, a number,
+a year, a negation or a comparative changes the question; a duplicate where only the order of
+"A and B" changes; the same prediction under a typo, other casing or punctuation, or a polite
+prefix. Default bundles: those trained on the full release by bench/full_release.py (its
+scratch directory). Writes reports/bench/behaviour.json. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from common import ROOT, machine
+
+from pipeline.behaviour import CAPABILITIES, build_suite, failure_rates
+from pipeline.bundle import load_bundle
+from pipeline.io import read_json, write_json
+
+FULL_RUN = ROOT / "reports" / "bench" / "full_release_run" / "models"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", default=str(FULL_RUN))
+    parser.add_argument("--models", nargs="*", default=["logreg", "gbdt", "re2", "ensemble"])
+    parser.add_argument("--seed", type=int, default=0, help="of the suite's sampling")
+    parser.add_argument("--output", default="reports/bench/behaviour.json")
+    args = parser.parse_args()
+    suite = build_suite(args.seed)
+    same = suite["expect"] == "same"
+    report = {
+        "date": date.today().isoformat(),
+        "machine": machine(),
+        "models_dir": str(Path(args.models_dir).resolve().relative_to(ROOT)),
+        "suite": {
+            "seed": args.seed,
+            "tests": {name: int((suite["capability"] == name).sum()) for name in CAPABILITIES},
+            "groups": {name: group for name, (group, _) in CAPABILITIES.items()},
+            "expect": {name: str(expect) for name, (_, expect) in CAPABILITIES.items()},
+        },
+        "models": {},
+    }
+    for name in args.models:
+        directory = Path(args.models_dir) / name
+        bundle = load_bundle(directory)
+        meta = read_json(directory / "bundle.json")
+        probability = bundle.predict_proba(suite["question1"], suite["question2"])
+        predicted = (probability >= bundle.threshold).astype(int)
+        base = np.zeros(len(suite), dtype=int)
+        base_probability = bundle.predict_proba(suite["base1"][same], suite["base2"][same])
+        base[same.to_numpy()] = base_probability >= bundle.threshold
+        rates = failure_rates(suite, predicted, base)
+        groups = {}
+        for capability, rate in rates.items():
+            group = CAPABILITIES[capability][0]
+            groups.setdefault(group, []).append(rate)
+        report["models"][name] = {
+            "train_seed": meta["train_params"].get("seed"),
+            "threshold": round(float(bundle.threshold), 4),
+            "failure_rate": rates,
+            "worst_in_group": {group: max(values) for group, values in groups.items()},
+            "mean_probability_order_swapped": round(
+                float(probability[suite["group"] == "order carries meaning"].mean()), 4
+            ),
+        }
+        print(name, rates, flush=True)
+    write_json(ROOT / args.output, report)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
