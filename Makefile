@@ -48,7 +48,7 @@ subset: setup
 	$(DVC_EXP) -S data.source=data/external/quora_pairs_subset.tsv -S split.strategy=random
 	@cat reports/models.md
 
-## test: the whole test suite (about 11 minutes on 2 cores)
+## test: the whole test suite (about 12 minutes on 2 cores)
 test: setup
 	$(BIN)/python -m pytest -q
 
@@ -74,6 +74,9 @@ bench: setup
 		--output reports/bench/find_run/accuracy.json
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/find.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/full_release.py --models logreg gbdt re2
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/behaviour.py
+	# the demo's bundles (make demo), and Java for Spark
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/spark_scoring.py
 
 ## docs: regenerate docs/benchmarks.md from reports/bench/*.json
 docs: setup

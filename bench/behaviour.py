@@ -14,10 +14,9 @@ import argparse
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 from common import ROOT, machine
 
-from pipeline.behaviour import CAPABILITIES, build_suite, failure_rates
+from pipeline.behaviour import CAPABILITIES, build_suite, run_suite
 from pipeline.bundle import load_bundle
 from pipeline.io import read_json, write_json
 
@@ -32,7 +31,6 @@ def main() -> None:
     parser.add_argument("--output", default="reports/bench/behaviour.json")
     args = parser.parse_args()
     suite = build_suite(args.seed)
-    same = suite["expect"] == "same"
     report = {
         "date": date.today().isoformat(),
         "machine": machine(),
@@ -49,26 +47,12 @@ def main() -> None:
         directory = Path(args.models_dir) / name
         bundle = load_bundle(directory)
         meta = read_json(directory / "bundle.json")
-        probability = bundle.predict_proba(suite["question1"], suite["question2"])
-        predicted = (probability >= bundle.threshold).astype(int)
-        base = np.zeros(len(suite), dtype=int)
-        base_probability = bundle.predict_proba(suite["base1"][same], suite["base2"][same])
-        base[same.to_numpy()] = base_probability >= bundle.threshold
-        rates = failure_rates(suite, predicted, base)
-        groups = {}
-        for capability, rate in rates.items():
-            group = CAPABILITIES[capability][0]
-            groups.setdefault(group, []).append(rate)
         report["models"][name] = {
             "train_seed": meta["train_params"].get("seed"),
             "threshold": round(float(bundle.threshold), 4),
-            "failure_rate": rates,
-            "worst_in_group": {group: max(values) for group, values in groups.items()},
-            "mean_probability_order_swapped": round(
-                float(probability[suite["group"] == "order carries meaning"].mean()), 4
-            ),
+            **run_suite(bundle, suite),
         }
-        print(name, rates, flush=True)
+        print(name, report["models"][name]["failure_rate"], flush=True)
     write_json(ROOT / args.output, report)
     print(f"wrote {args.output}")
 

@@ -6,8 +6,8 @@ Pairs are random pairings of the real questions of ../shared/data/quora/quora_pa
 row groups of 100k rows (so that Spark splits a file into tasks). Each run is the whole CLI
 in a child process, start-up included. Memory: the peak RSS of the dupq-score process, and
 for Spark the peak RSS of each Python worker (an executor's share of the work; sampled every
-0.2 s) and of the JVM. Writes reports/bench/spark_scoring.json. Not a test: figures depend on
-the machine.
+0.2 s) and of the JVM. Writes reports/bench/spark_scoring.json, keeping the figures of models
+not run this time. Not a test: figures depend on the machine.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from common import ROOT, machine
 from scoring import make_pairs
 
-from pipeline.io import write_json
+from pipeline.io import read_json, write_json
 
 ROW_GROUP = 100_000
 
@@ -86,13 +86,15 @@ def main() -> None:
     args = parser.parse_args()
     work = ROOT / args.work
     work.mkdir(parents=True, exist_ok=True)
+    output = ROOT / args.output
+    earlier = read_json(output)["models"] if output.exists() else {}
     report = {
         "date": date.today().isoformat(),
         "machine": machine(),
         "master": args.master,
         "models_dir": args.models_dir,
         "sizes": args.sizes,
-        "models": {},
+        "models": {name: rows for name, rows in earlier.items() if name not in args.models},
     }
     for size in args.sizes:
         write_pairs(size, work / f"pairs_{size}.parquet")
@@ -118,7 +120,7 @@ def main() -> None:
             print(f"{model} {size:,}: {rows[str(size)]}", flush=True)
             local_out.unlink()
             shutil.rmtree(spark_out)
-            write_json(ROOT / args.output, report)
+            write_json(output, report)
     print(f"wrote {args.output}")
 
 

@@ -163,6 +163,19 @@ def spark_section(report: dict) -> list[str]:
                 f"{spark['peak_rss_mb'].get('python_worker', 0):,} | "
                 f"{spark['peak_rss_mb'].get('java', 0):,} |"
             )
+    sizes = sorted(int(size) for size in report["sizes"])
+    if len(sizes) > 1:
+        small, large = str(sizes[0]), str(sizes[-1])
+        extra = []
+        for model, rows in report["models"].items():
+            local = rows[large]["local"]["seconds"] - rows[small]["local"]["seconds"]
+            spark = rows[large]["spark"]["seconds"] - rows[small]["spark"]["seconds"]
+            extra.append(f"`{model}` x{local / spark:.2f}")
+        lines += [
+            "",
+            f"Without start-up (the pairs from {sizes[0]:,} to {sizes[-1]:,}, what a long job "
+            "runs at): Spark / dupq-score " + ", ".join(extra) + ".",
+        ]
     return [*lines, ""]
 
 
@@ -464,6 +477,8 @@ def benchmarks_md() -> str:
         lines += find_section(report)
     if (report := load("serve.json")) is not None:
         lines += serve_section(report)
+    if (report := load("behaviour.json")) is not None:
+        lines += behaviour_section(report)
     if (report := load("pair_features.json")) is not None:
         lines += pair_features_section(report)
     if (report := load("embeddings.json")) is not None:
@@ -542,9 +557,56 @@ def readme_find() -> str:
     )
 
 
+def behaviour_table(report: dict) -> list[str]:
+    """Failure rate per capability (rows) and model (columns)."""
+    models = list(report["models"])
+    suite = report["suite"]
+    lines = [
+        "| capability | expected | tests | " + " | ".join(f"`{m}`" for m in models) + " |",
+        "|---|---|---:|" + "---:|" * len(models),
+    ]
+    expected = {"0": "not duplicate", "1": "duplicate", "same": "same prediction"}
+    for capability, count in suite["tests"].items():
+        rates = [report["models"][m]["failure_rate"][capability] for m in models]
+        lines.append(
+            f"| {capability.replace('_', ' ')} | {expected[suite['expect'][capability]]} | "
+            f"{count} | " + " | ".join(f"{rate:.0%}" for rate in rates) + " |"
+        )
+    return lines
+
+
+def readme_behaviour() -> str:
+    report = load("behaviour.json")
+    return (
+        "\n".join(behaviour_table(report))
+        + f"\n\nShare of the suite's tests failed, each model at its own threshold; models "
+        f"trained on the full release (`{report['models_dir']}`); measured "
+        f"{measured_on(report)}.\n"
+    )
+
+
+def behaviour_section(report: dict) -> list[str]:
+    return [
+        "## Behaviour suite",
+        "",
+        "`bench/behaviour.py`: the pairs of `pipeline/behaviour.py` (templates and lexicons, "
+        f"seed {report['suite']['seed']}) scored by bundles trained on the full release "
+        f"(`{report['models_dir']}`). Measured {measured_on(report)}.",
+        "",
+        *behaviour_table(report),
+        "",
+    ]
+
+
 def fill_readme(text: str) -> str:
     """The README with each generated block (between its start and end markers) rewritten."""
-    for name, fill in (("full", readme_full), ("results", readme_results), ("find", readme_find)):
+    blocks = (
+        ("full", readme_full),
+        ("results", readme_results),
+        ("find", readme_find),
+        ("behaviour", readme_behaviour),
+    )
+    for name, fill in blocks:
         block = re.compile(rf"(<!-- {name}:start.*?-->\n).*?(<!-- {name}:end -->)", re.DOTALL)
         if not block.search(text):
             raise SystemExit(f"bench/tables.py: README.md has no <!-- {name}:start --> block")

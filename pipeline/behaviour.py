@@ -326,3 +326,20 @@ def failure_rates(suite: pd.DataFrame, predicted: np.ndarray, base_predicted=Non
         failed[same] = predicted[same] != np.asarray(base_predicted).astype(int)[same]
     by = pd.Series(failed).groupby(suite["capability"].to_numpy(), sort=False).mean()
     return {name: round(float(rate), 4) for name, rate in by.items()}
+
+
+def run_suite(bundle, suite: pd.DataFrame) -> dict:
+    """A bundle's failure rates on the suite, at the bundle's threshold: per capability, and
+    the worst capability of each group."""
+    same = (suite["expect"] == "same").to_numpy()
+    probability = bundle.predict_proba(suite["question1"], suite["question2"])
+    predicted = (probability >= bundle.threshold).astype(int)
+    base = np.zeros(len(suite), dtype=int)
+    base_probability = bundle.predict_proba(suite["base1"][same], suite["base2"][same])
+    base[same] = base_probability >= bundle.threshold
+    rates = failure_rates(suite, predicted, base)
+    worst: dict[str, float] = {}
+    for capability, rate in rates.items():
+        group = CAPABILITIES[capability][0]
+        worst[group] = max(worst.get(group, 0.0), rate)
+    return {"failure_rate": rates, "worst_in_group": worst}

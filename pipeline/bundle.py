@@ -259,6 +259,24 @@ def load_bundle(directory: str | Path, wait: bool = True) -> Bundle:
     that needs the model.
     """
     directory = Path(directory)
+    meta = check_bundle(directory)
+    # the kind's module (which may import TensorFlow) is imported on the loading thread
+    with _bundle_errors(directory):
+        text_model = TextModel.load(directory)
+    loader = ThreadPoolExecutor(1, thread_name_prefix="load-model")
+    parts = loader.submit(_load_parts, meta, directory)
+    loader.shutdown(wait=False)  # the thread ends when the model is loaded
+    bundle = Bundle(directory, meta, text_model, parts)
+    if wait:
+        bundle.wait_until_loaded()
+    return bundle
+
+
+def check_bundle(directory: str | Path) -> dict:
+    """A bundle's checks without loading it (its format, its meta and every file's sha256):
+    its meta, or BundleError. What a caller that only hands the bundle on (to Spark's
+    executors, say) can check cheaply."""
+    directory = Path(directory)
     recover_directory(directory)
     if not directory.is_dir():
         raise BundleError(f"{directory}: model bundle not found (train it with `dvc repro`)")
@@ -281,16 +299,7 @@ def load_bundle(directory: str | Path, wait: bool = True) -> Bundle:
     if problem:
         raise BundleError(f"{meta_path}: {problem} (retrain the model)")
     _check_files(directory, meta)
-    # the kind's module (which may import TensorFlow) is imported on the loading thread
-    with _bundle_errors(directory):
-        text_model = TextModel.load(directory)
-    loader = ThreadPoolExecutor(1, thread_name_prefix="load-model")
-    parts = loader.submit(_load_parts, meta, directory)
-    loader.shutdown(wait=False)  # the thread ends when the model is loaded
-    bundle = Bundle(directory, meta, text_model, parts)
-    if wait:
-        bundle.wait_until_loaded()
-    return bundle
+    return meta
 
 
 def _finite(value, low: float = -np.inf, high: float = np.inf) -> bool:

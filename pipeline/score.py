@@ -279,49 +279,41 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    if args.engine == "spark":
-        return _run_spark(args)
-    counts = score_file(
-        project_bundle(args.model),
-        args.input,
-        args.output,
-        args.q1_col,
-        args.q2_col,
-        args.threshold,
-        args.chunk_rows,
-        input_format=args.format,
-        output_format=args.output_format,
-        quiet=args.quiet,
-    )
-    if not args.quiet:
-        rate = counts["rows"] / counts["seconds"] if counts["seconds"] else 0.0
-        print(
-            f"dupq-score: {counts['rows']} rows -> {args.output}: {counts['scored']} scored, "
-            f"{counts['errors']} with errors ({rate:,.0f} rows/s)",
-            file=sys.stderr,
-        )
-    return 0
-
-
-def _run_spark(args) -> int:
-    from pipeline.spark import score_files
-
     start = time.perf_counter()
-    counts = score_files(
-        project_bundle(args.model),
-        args.input,
-        args.output,
-        args.q1_col,
-        args.q2_col,
-        args.threshold,
-        args.format,
-        args.master,
-    )
+    model = project_bundle(args.model)
+    if args.engine == "spark":
+        from pipeline.spark import score_files
+
+        counts = score_files(
+            model,
+            args.input,
+            args.output,
+            args.q1_col,
+            args.q2_col,
+            args.threshold,
+            args.format,
+            args.master,
+        )
+        written = f"{args.output}/ (Parquet, Spark {args.master})"
+    else:
+        counts = score_file(
+            model,
+            args.input,
+            args.output,
+            args.q1_col,
+            args.q2_col,
+            args.threshold,
+            args.chunk_rows,
+            input_format=args.format,
+            output_format=args.output_format,
+            quiet=args.quiet,
+        )
+        written = args.output
     if not args.quiet:
-        rate = counts["rows"] / (time.perf_counter() - start)
+        seconds = time.perf_counter() - start
         print(
-            f"dupq-score: {counts['rows']} rows -> {args.output}/ (Parquet): {counts['scored']} "
-            f"scored, {counts['errors']} with errors ({rate:,.0f} rows/s on {args.master})",
+            f"dupq-score: {counts['rows']} rows -> {written}: {counts['scored']} scored, "
+            f"{counts['errors']} with errors ({counts['rows'] / seconds:,.0f} rows/s)",
             file=sys.stderr,
         )
     return 0

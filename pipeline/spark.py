@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
-import logging
 import os
 import re
 import shutil
@@ -33,8 +32,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pipeline.bundle import Bundle, load_bundle
-from pipeline.errors import InputError, UserError
+from pipeline.bundle import Bundle, check_bundle, load_bundle
+from pipeline.errors import BundleError, InputError, UserError
 from pipeline.io import atomic_directory, read_json, sha256_of, table_format
 from pipeline.score import (
     CHUNK_QUESTIONS,
@@ -44,7 +43,6 @@ from pipeline.score import (
     questions_per_chunk,
 )
 
-log = logging.getLogger("score")
 PREDICT_BATCH = 8192
 CHUNK_ROWS = 200_000  # rows a Python worker scores together
 _LOADED: dict[tuple[str, str], Bundle] = {}  # per Python worker: (path, sha256) -> bundle
@@ -83,7 +81,7 @@ def _worker_bundle(root: str | None, relative: str, digest: str) -> Bundle:
             path = Path(SparkFiles.get(root)) / relative
         bundle = load_bundle(path)
         if sha256_of(path / "bundle.json") != digest:
-            raise InputError(
+            raise BundleError(
                 f"{path}: not the bundle the job was started with (its bundle.json differs)"
             )
         _LOADED[key] = bundle
@@ -151,11 +149,13 @@ def score_dataframe(
 ):
     """`df` with `probability` (double), `prediction` (tinyint, null on error) and `error`
     (string, empty when scored) appended; its other columns pass through. The bundle is
-    checked here first, so a missing or broken one fails before any task starts."""
+    checked here first (its files and an ensemble's members'), so a missing or broken one fails
+    before any task starts."""
     from pyspark.sql.types import ByteType, DoubleType, StringType, StructField, StructType
 
     model = Path(model)
-    load_bundle(model, wait=False)  # its own clear error, on the driver
+    for directory in bundle_directories(model):  # its own clear error, on the driver
+        check_bundle(directory)
     missing = [c for c in (question1, question2) if c not in df.columns]
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}; found {', '.join(df.columns)}")

@@ -12,7 +12,18 @@ from conftest import ROOT, our_lines
 from pipeline.errors import ParamsError
 from pipeline.models import TRAIN, get_kind, kind_names
 from pipeline.params import read_params
-from pipeline.stages import _cli, evaluate, features, index, prepare, raw, report, train, vectors
+from pipeline.stages import (
+    _cli,
+    behaviour,
+    evaluate,
+    features,
+    index,
+    prepare,
+    raw,
+    report,
+    train,
+    vectors,
+)
 
 STAGES = {  # dvc.yaml stage -> what its code declares it reads (besides `paths`)
     "raw": raw.READS,
@@ -24,6 +35,7 @@ STAGES = {  # dvc.yaml stage -> what its code declares it reads (besides `paths`
     "train_ensemble": train.reads("ensemble"),
     "evaluate_ensemble": evaluate.READS,
     "index": index.READS,
+    "behaviour": behaviour.READS,
     "report": report.READS,
 }
 SECTIONS = {

@@ -11,6 +11,8 @@ import pytest
 import yaml
 from conftest import REQUIRED_METRICS, ROOT
 
+from pipeline.behaviour import CAPABILITIES
+
 pytestmark = pytest.mark.slow
 MODELS = ["logreg", "siamese", "residual", "birnn_cnn", "esim", "re2", "gbdt", "ensemble"]
 
@@ -99,6 +101,11 @@ def test_repro_writes_every_models_metrics(repo):
         "index.json",
     }
     assert json.loads((repo / "reports" / "data.json").read_text())["source"].startswith("demo")
+    behaviour = json.loads((repo / "metrics" / "behaviour.json").read_text())
+    assert set(behaviour) == set(MODELS)
+    for name, result in behaviour.items():
+        assert set(result["failure_rate"]) == set(CAPABILITIES), name
+        assert all(0 <= rate <= 1 for rate in result["failure_rate"].values())
 
 
 def test_nothing_changed_means_nothing_reruns(repo):
@@ -166,6 +173,7 @@ def test_dvc_exp_run_and_metrics_show(repo):
     assert 0.5 in values, values
     metrics = dvc("metrics", "show", cwd=repo, env=env)
     assert all(f"metrics/{name}.json" in metrics for name in MODELS)
+    assert "metrics/behaviour.json" in metrics
 
 
 def test_dvc_exp_queue_runs_queued_experiments(repo):

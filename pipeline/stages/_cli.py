@@ -39,6 +39,7 @@ PATH_NAMES = {
     "models_chart": "models.png",
     "index": "index",
     "index_metrics": "index.json",
+    "behaviour_metrics": "behaviour.json",
 }
 PATHS = Section("paths", {key: Text() for key in PATH_NAMES})
 Reads = dict[Section, tuple[str, ...] | None]
