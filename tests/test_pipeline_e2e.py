@@ -92,6 +92,7 @@ def test_repro_writes_every_models_metrics(repo):
     table = (repo / "reports" / "models.md").read_text()
     assert all(f"| {name} |" in table for name in MODELS)
     assert "# Finding duplicates (stage index)" in table
+    assert "# Behaviour (stage behaviour)" in table and "| order_from_to | not duplicate |" in table
     index = json.loads((repo / "metrics" / "index.json").read_text())
     assert index["queries"] > 0 and 0 <= index["reranked"]["recall@10"] <= 1
     assert {p.name for p in (repo / "models" / "index").iterdir()} == {

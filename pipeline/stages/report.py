@@ -1,8 +1,8 @@
 """Stage `report`: one Markdown table of every model's test metrics, training time and device.
 
 Reads params `train.models`, `index.model` and metrics/<model>.json (and metrics/ensemble.json,
-metrics/index.json); writes reports/models.md, and reports/models.png (every model's accuracy
-and ROC-AUC), linking each model's evaluation and training charts.
+metrics/index.json, metrics/behaviour.json); writes reports/models.md, and reports/models.png
+(every model's accuracy and ROC-AUC), linking each model's evaluation and training charts.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 import os
 from pathlib import Path
 
+from pipeline.behaviour import CAPABILITIES
 from pipeline.find.index import INDEX
 from pipeline.io import atomic_path, read_json
 from pipeline.metrics import METRIC_KEYS
@@ -75,6 +76,30 @@ def render_retrieval(metrics: dict, model: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_behaviour(results: dict[str, dict]) -> str:
+    """Share of the behavioural suite's tests each model fails, per capability (stage
+    behaviour)."""
+    names = list(results)
+    expected = {0: "not duplicate", 1: "duplicate", "same": "same prediction"}
+    lines = [
+        "",
+        "# Behaviour (stage behaviour)",
+        "",
+        "Share of the behavioural suite's tests failed, each model at its own threshold.",
+        "",
+        "| capability | expected | " + " | ".join(names) + " |",
+        "|---|---" + "|---:" * len(names) + "|",
+    ]
+    for capability, (_, expect) in CAPABILITIES.items():
+        rates = [results[name]["failure_rate"][capability] for name in names]
+        lines.append(
+            f"| {capability} | {expected[expect]} | "
+            + " | ".join(f"{rate:.0%}" for rate in rates)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def render_charts(rows: dict[str, dict], paths: dict) -> str:
     """Links to the PNG charts, relative to the report (they open offline in any viewer)."""
     here = Path(paths["models_report"]).parent
@@ -110,6 +135,9 @@ def run(params: dict) -> str:
     index_metrics = Path(paths["index_metrics"])
     if index_metrics.exists():
         text += render_retrieval(read_json(index_metrics), params["index"]["model"])
+    behaviour = Path(paths["behaviour_metrics"])
+    if behaviour.exists():
+        text += render_behaviour(read_json(behaviour))
     out = Path(paths["models_report"])
     with atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
