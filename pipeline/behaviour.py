@@ -114,7 +114,8 @@ def _ordered_pairs(items):
 
 
 def _raw_pairs() -> dict[str, list[tuple[str, str]]]:
-    """Every templated pair of each capability (the suite samples from these)."""
+    """Every templated pair of each capability that expects a label (the suite samples from
+    these)."""
     pairs: dict[str, list[tuple[str, str]]] = {}
     move = ["Why do people move from {a} to {b}?", "Is it easy to emigrate from {a} to {b}?",
             "How long is a flight from {a} to {b}?", "How do I send money from {a} to {b}?",
@@ -223,7 +224,12 @@ def _raw_pairs() -> dict[str, list[tuple[str, str]]]:
             ]  # fmt: skip
         )
     ]
-    bases = [
+    return pairs
+
+
+def _invariance_bases() -> list[tuple[str, str]]:
+    """Paraphrase pairs that the invariance tests perturb."""
+    return [
         (q1.format(lang=lang, s=s, c=c, t=t), q2.format(lang=lang, s=s, c=c, t=t))
         for q1, q2 in PERTURB_BASES
         for lang, s, c, t in zip(
@@ -233,9 +239,7 @@ def _raw_pairs() -> dict[str, list[tuple[str, str]]]:
             TOPICS * 3,
             strict=False,
         )
-    ]  # fmt: skip
-    pairs["_bases"] = bases
-    return pairs
+    ]
 
 
 def _typo(text: str, rng: np.random.Generator) -> str:
@@ -285,7 +289,7 @@ def build_suite(seed: int = 0, per_capability: int = PAIRS_PER_CAPABILITY) -> pd
     frames = []
     for name, (group, expect) in CAPABILITIES.items():
         if expect == "same":
-            pool = raw["_bases"]
+            pool = _invariance_bases()
             size, replace = per_capability, len(pool) < per_capability
             picks = rng.choice(len(pool), size=size, replace=replace)
             base = [pool[i] for i in picks]
