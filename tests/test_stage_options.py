@@ -11,6 +11,7 @@ import yaml
 from conftest import FIXTURES, ROOT
 from gensim.models import KeyedVectors
 
+from pipeline.behaviour import CAPABILITIES
 from pipeline.bundle import load_bundle
 from pipeline.models.base import class_weights
 from pipeline.stages import report, train, vectors
@@ -53,6 +54,7 @@ def test_class_weight_shifts_predictions_towards_the_heavier_class(featurized, t
 MIXED = """
 import sys, yaml
 from pipeline.stages import train
+from pipeline.behaviour import CAPABILITIES
 from pipeline.bundle import load_bundle
 import pandas as pd
 params = yaml.safe_load(open(sys.argv[1]))
@@ -164,6 +166,7 @@ def test_report_table_lists_models_and_the_blog_metric(tmp_path):
             "plots": str(tmp_path / "eval"),
             "live": str(tmp_path / "live"),
             "index_metrics": str(metrics_dir / "index.json"),
+            "behaviour_metrics": str(metrics_dir / "behaviour.json"),
         },
     }
     (tmp_path / "eval" / "logreg").mkdir(parents=True)
@@ -198,6 +201,13 @@ def test_report_table_lists_models_and_the_blog_metric(tmp_path):
     text = report.run(params)
     assert "re-ranked by `gbdt`" in text and "0.30 x its probability + 0.70 x" in text
     assert "| reranked | 0.4500 | 0.7000 | 0.5500 |" in text
+    assert "Behaviour" not in text  # no behaviour metrics yet
+    rates = {name: 0.25 for name in CAPABILITIES}
+    behaviour = {name: {"failure_rate": rates} for name in ("logreg", "siamese")}
+    (metrics_dir / "behaviour.json").write_text(json.dumps(behaviour))
+    text = report.run(params)
+    assert "| capability | expected | logreg | siamese |" in text
+    assert "| negation | not duplicate | 25% | 25% |" in text
 
 
 def test_charts_are_png_images_and_the_same_bytes_on_a_rerun(tmp_path):
