@@ -250,9 +250,15 @@ def score_files(
 
     spark = spark_session(master)
     try:
-        scored = score_dataframe(
-            read_pairs(spark, input_path, input_format), model, question1, question2, threshold
-        )
+        try:
+            pairs = read_pairs(spark, input_path, input_format)
+        except PySparkException as err:  # no such path, no files, not that format
+            reason = str(err).strip().splitlines()[0]
+            raise InputError(f"{input_path}: cannot read ({reason})") from None
+        try:
+            scored = score_dataframe(pairs, model, question1, question2, threshold)
+        except InputError as err:  # the columns: name the input
+            raise InputError(f"{input_path}: {err}") from None
         if "://" in output:  # a cluster's filesystem: Spark's committer alone
             scored.write.parquet(output)
             written = spark.read.parquet(output)

@@ -188,3 +188,21 @@ def test_cli_scores_a_glob_into_parquet_and_a_failure_leaves_no_output(every_kin
     last = our_lines(failed.stderr)[-1]
     assert "a Spark task failed" in last and "cannot load bundle" in last
     assert not [p for p in tmp_path.iterdir() if "other" in p.name]  # nothing partial
+
+    missing = subprocess.run(
+        [
+            *command,
+            "local[2]",
+            "--model",
+            str(every_kind / "gbdt"),
+            "--input",
+            str(tmp_path / "nowhere" / "*.parquet"),
+            "--output",
+            str(tmp_path / "other"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2
+    assert "nowhere/*.parquet: cannot read" in our_lines(missing.stderr)[-1]
