@@ -136,28 +136,24 @@ def test_missing_or_clashing_columns_are_clear_errors(spark, every_kind, pairs):
         score_dataframe(clash, every_kind / "logreg")
 
 
+def spark_cli(model, source, output) -> subprocess.CompletedProcess:
+    """`dupq-score --engine spark` on local[2], as a user runs it."""
+    command = [sys.executable, "-m", "pipeline.score", "--engine", "spark", "--master", "local[2]"]
+    return subprocess.run(
+        [*command, "--model", str(model), "--input", str(source), "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+
+
 def test_cli_scores_a_glob_into_parquet_and_a_failure_leaves_no_output(every_kind, pairs, tmp_path):
     parts = tmp_path / "parts"
     parts.mkdir()
     pairs.iloc[:80].to_parquet(parts / "a.parquet", index=False)
     pairs.iloc[80:].to_parquet(parts / "b.parquet", index=False)
     output = tmp_path / "scored"
-    command = [sys.executable, "-m", "pipeline.score", "--engine", "spark", "--master"]
-    done = subprocess.run(
-        [
-            *command,
-            "local[2]",
-            "--model",
-            str(every_kind / "gbdt"),
-            "--input",
-            str(parts / "*.parquet"),
-            "--output",
-            str(output),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    done = spark_cli(every_kind / "gbdt", parts / "*.parquet", output)
     assert done.returncode == 0, done.stderr
     assert f"{len(pairs)} rows" in done.stderr and "4 with errors" in done.stderr
     out = pd.read_parquet(output).sort_values("id", ignore_index=True)
@@ -169,40 +165,14 @@ def test_cli_scores_a_glob_into_parquet_and_a_failure_leaves_no_output(every_kin
     shutil.copytree(every_kind / "residual", broken)
     (broken / "model.keras").write_bytes(b"not a keras file")
     rehash(broken)
-    failed = subprocess.run(
-        [
-            *command,
-            "local[2]",
-            "--model",
-            str(broken),
-            "--input",
-            str(parts / "*.parquet"),
-            "--output",
-            str(tmp_path / "other"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    failed = spark_cli(broken, parts / "*.parquet", tmp_path / "other")
     assert failed.returncode == 2
     last = our_lines(failed.stderr)[-1]
     assert "a Spark task failed" in last and "cannot load bundle" in last
     assert not [p for p in tmp_path.iterdir() if "other" in p.name]  # nothing partial
 
-    missing = subprocess.run(
-        [
-            *command,
-            "local[2]",
-            "--model",
-            str(every_kind / "gbdt"),
-            "--input",
-            str(tmp_path / "nowhere" / "*.parquet"),
-            "--output",
-            str(tmp_path / "other"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    missing = spark_cli(
+        str(every_kind / "gbdt"), str(tmp_path / "nowhere" / "*.parquet"), str(tmp_path / "other")
     )
     assert missing.returncode == 2
     assert "nowhere/*.parquet: cannot read" in our_lines(missing.stderr)[-1]
