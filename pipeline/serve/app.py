@@ -53,7 +53,8 @@ MAX_PAIRS = 10_000  # pairs per /score request, questions per /questions request
 MAX_QUESTION_CHARS = 2_000
 MAX_TOP_K = 100
 FIND_BATCH = 256  # queries looked up together, at most
-FIND_LOOPS = 2  # batches run at once
+FIND_LOOPS = 1  # batches run at once (2 served 151-160 against 133-143 requests/s at
+# concurrency 32, but a test saw a batched answer differ from the lone one: not thread-safe yet)
 PREDICT_BATCH = 8192
 LOCK_TIMEOUT = 60.0  # seconds an add waits for another writer of the index
 
@@ -243,10 +244,8 @@ class Service:
 
 class FindBatcher:
     """Concurrent /find requests looked up together: a loop takes every request waiting when
-    it is free (up to FIND_BATCH) and runs them as one batch. FIND_LOOPS loops share the
-    queue, so that one batch's single-threaded parts (pandas, the pair features) overlap
-    another's threaded ones (FAISS, LightGBM): at concurrency 32 on 2 cores, three runs each,
-    two loops served 151-160 requests/s and one 133-143."""
+    it is free (up to FIND_BATCH) and runs them as one batch; FIND_LOOPS loops share the
+    queue."""
 
     def __init__(self, service: Service):
         self.service, self.queue = service, asyncio.Queue()
