@@ -38,6 +38,7 @@ FEATURES = Section(
 
 PAD_ID, OOV_ID = 0, 1  # token ids: 0 pads, 1 is any word outside the vocabulary
 FIRST_WORD_ID = 2  # vocabulary word k has token id k + FIRST_WORD_ID
+GENERATED_FILE = "train_generated.parquet"  # the features stage's generated train pairs
 READS = ("embeddings", "token_ids", "tfidf", "text")  # what a model kind can read per question
 WEIGHTINGS = ("tfidf", "idf", "mean")
 EMBED_BLOCK_ROWS = 32_768  # questions per thread task: amortizes the vocabulary lookup's set-up
@@ -287,10 +288,14 @@ def load_split(features_dir: str | Path, split: str) -> dict[str, np.ndarray]:
 
 
 def load_pairs(features_dir: str | Path, processed_dir: str | Path, split: str, reads: str) -> dict:
-    """One split as a model kind reads it: {"q1", "q2", "label", "same_text"}."""
+    """One split as a model kind reads it: {"q1", "q2", "label", "same_text"}; train's
+    generated pairs (the features stage's) follow its real ones."""
     arrays = load_split(features_dir, split)
     if reads == "text":
         frame = pd.read_parquet(Path(processed_dir) / f"{split}.parquet")
+        if split == "train":
+            generated = pd.read_parquet(Path(features_dir) / GENERATED_FILE)
+            frame = pd.concat([frame, generated], ignore_index=True)
         q1, q2 = frame["question1"], frame["question2"]
     elif reads == "tfidf":
         q1, q2 = load_tfidf(Path(features_dir) / f"{split}_tfidf.npz")

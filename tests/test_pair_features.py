@@ -36,6 +36,7 @@ PAIRS = [
     ("Which is the best laptop under 500 dollars?", "Which laptop is best under 500 dollars?"),
     ("Where can I buy a laptop?", "Qué es Python?"),  # no shared word, accents
     ("Is C++ hard?", "Is C++ hard?"),
+    ("Is Rust harder than Python?", "Is Python harder than Rust?"),  # every word shared
 ]
 
 
@@ -122,6 +123,8 @@ def reference_features(q1: str, q2: str, model: TextModel, train_docs: list[dict
             ("word_similarity_mean", "word_similarity_max", "word_alignment_mean"), 0.0
         )
         similarity["word_alignment_min"] = 0.0
+    bigrams = [set(zip(toks, toks[1:], strict=False)) for toks in tokens]
+    bigrams_either = bigrams[0] | bigrams[1]
     lengths = [len(q1), len(q2)]
     n_tokens = [len(t) for t in tokens]
     lower = (q1.lower(), q2.lower())
@@ -131,6 +134,9 @@ def reference_features(q1: str, q2: str, model: TextModel, train_docs: list[dict
         "char_tfidf_cosine": cosine(char_tfidf(q1), char_tfidf(q2)),
         "shared_word_share": len(both) / len(either) if either else 0.0,
         "shared_idf_share": idf_both / idf_either if idf_either else 0.0,
+        "shared_bigram_share": (
+            len(bigrams[0] & bigrams[1]) / len(bigrams_either) if bigrams_either else 0.0
+        ),
         "fuzz_ratio": fuzz.ratio(*lower) / 100,
         "fuzz_partial_ratio": fuzz.partial_ratio(*lower) / 100,
         "fuzz_token_sort_ratio": fuzz.token_sort_ratio(*lower) / 100,

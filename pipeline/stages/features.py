@@ -1,10 +1,12 @@
 """Stage `features`: TF-IDF (fitted on train), TF-IDF-weighted question embeddings, token ids.
 
-Reads params `text`, `features`, the train and val splits and the word vectors; writes, under
-data/features/: the fitted text model (vocabulary, idf, aligned vectors: JSON + NPZ), and for
-train and val `<split>.npz` (embeddings, token ids, labels) and `<split>_tfidf.npz` (sparse
-TF-IDF rows); plus reports/features.json. The test split is not featurized here: `evaluate`
-scores its raw text through the bundle, as the scorer does.
+Reads params `text`, `features`, `augment`, the train and val splits and the word vectors;
+writes, under data/features/: the fitted text model (vocabulary, idf, aligned vectors: JSON +
+NPZ), the generated train pairs (`train_generated.parquet`, `pipeline.augment`; empty when
+`augment.share` is 0), and for train and val `<split>.npz` (embeddings, token ids, labels) and
+`<split>_tfidf.npz` (sparse TF-IDF rows), train's with the generated pairs after the real
+ones; plus reports/features.json. The test split is not featurized here: `evaluate` scores its
+raw text through the bundle, as the scorer does.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from pipeline.io import save_npz, write_json
+from pipeline.augment import AUGMENT, generated_pairs
+from pipeline.io import save_npz, write_json, write_parquet
 from pipeline.stages._cli import ALL, run_stage
 from pipeline.text import TEXT, TextConfig, canonical
-from pipeline.text_model import FEATURES, TextModel, save_tfidf
+from pipeline.text_model import FEATURES, GENERATED_FILE, TextModel, save_tfidf
 from pipeline.word_vectors import load_vectors
 
 log = logging.getLogger("features")
-READS = {TEXT: ALL, FEATURES: ALL}
+READS = {TEXT: ALL, FEATURES: ALL, AUGMENT: ALL}
 SPLITS = ("train", "val")  # what training reads
 
 
@@ -68,11 +71,26 @@ def run(params: dict) -> dict:
     )
     model.save(out_dir)
     log.info("text model: %d words, %d with vectors", len(model.vocab), int(model.known.sum()))
+    augment = params["augment"]
+    generated = generated_pairs(
+        frames["train"],
+        augment["recipes"],
+        augment["share"],
+        augment["seed"],
+        key=lambda texts: canonical(texts, model.text),
+    )
+    write_parquet(out_dir / GENERATED_FILE, generated)
+    log.info("wrote %s/%s (%d generated train pairs)", out_dir, GENERATED_FILE, len(generated))
+    frames["train"] = pd.concat([frames["train"], generated], ignore_index=True)
     report = {
         "vocab_size": len(model.vocab),
         "words_with_vectors": int(model.known.sum()),
         "dim": model.dim,
         "weighting": model.weighting,
+        "generated_train_pairs": {
+            name: {"pairs": int(len(rows)), "duplicates": int(rows["is_duplicate"].sum())}
+            for name, rows in generated.groupby("recipe", sort=True)
+        },
     }
     for split, frame in frames.items():
         arrays, tfidf, split_report = featurize_split(model, frame)

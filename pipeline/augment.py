@@ -1,0 +1,185 @@
+"""Generated training pairs that teach word order: PAWS' word-swapping recipe without its
+human labels (Zhang et al. 2019).
+
+Quora's labelled pairs hold few questions that share every word in another order, so no model
+learns that "from India to Canada" is not "from Canada to India". Each recipe rewrites train
+questions by swapping two phrases, and pairs the question with its rewrite:
+
+- where the order says who does what to whom, the rewrite asks something else (label 0):
+  `from_to` ("from A to B"), `comparative` ("is A better than B"), `entity_swap` (two names
+  around a relation word: "did A declare war on B");
+- where the order carries no meaning, it asks the same thing (label 1): `between` ("between A
+  and B"), `conjunct` (two names joined by and / or / vs).
+
+Every recipe is one regular expression with named groups (pre, a, mid, b, post) run by Arrow
+over the whole column; the rewrite is pre + b + mid + a + post. Only the train split's
+questions are rewritten (the features stage calls this for train alone), a real labelled pair
+always wins over a generated one, and the draw is seeded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.params import Fraction, Int, Names, Section
+
+NAME = r"[A-Z][\w.+#-]*(?: [A-Z][\w.+#-]*){0,2}"  # one to three capitalized words
+PHRASE = rf"(?:(?:the|a|an) )?(?:{NAME}|\w+)"  # a name or one word, with an optional article
+COMPARATIVES = (
+    "better|worse|bigger|smaller|larger|faster|slower|cheaper|stronger|weaker|older|younger|"
+    r"richer|poorer|safer|easier|harder|higher|lower|greater|smarter|more \w+|less \w+"
+)
+RELATION_WORDS = "to|on|against|with|for|by|over|into|from|at|than|about|of"
+GROUPS = ("pre", "a", "mid", "b", "post")
+# never one of the swapped phrases: the rewrite would be word salad, not a question
+NOT_A_PHRASE = frozenset(
+    "i you he she it we they me him her us them this that these those there here what which "
+    "who whom whose how why when where other others any some all each every one ones else "
+    "is are was were be been do does did can could will would should may might must has have "
+    "had not no more most less very much many ever never before after".split()
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    label: int  # what the rewrite is to its question: 1 duplicate, 0 not
+    pattern: str  # named groups pre, a, mid, b, post; the whole question
+
+
+RECIPES = {
+    recipe.name: recipe
+    for recipe in (
+        Recipe(
+            "from_to",
+            0,
+            rf"^(?P<pre>.*\bfrom )(?P<a>{PHRASE})(?P<mid> to )(?P<b>{PHRASE})"
+            r"(?P<post>\b.*)$",
+        ),
+        Recipe(
+            "comparative",
+            0,
+            r"^(?P<pre>.*?\b(?:[Ii]s|[Aa]re|[Ww]as|[Ww]ere) )"
+            rf"(?P<a>{PHRASE})(?P<mid> (?:{COMPARATIVES}) than )(?P<b>{PHRASE})"
+            r"(?P<post>\b.*)$",
+        ),
+        Recipe(
+            "entity_swap",
+            0,
+            rf"^(?P<pre>\S.*? )(?P<a>(?:the )?{NAME})"
+            rf"(?P<mid> (?:\w+ ){{0,3}}(?:{RELATION_WORDS}) )(?P<b>(?:the )?{NAME})"
+            r"(?P<post>\b.*)$",
+        ),
+        Recipe(
+            "between",
+            1,
+            rf"^(?P<pre>.*?\bbetween )(?P<a>{PHRASE})(?P<mid> and )"
+            rf"(?P<b>{PHRASE})(?P<post>\b.*)$",
+        ),
+        Recipe(
+            "conjunct",
+            1,
+            rf"^(?P<pre>\S.*? )(?P<a>{NAME})(?P<mid> (?:and|or|vs\.?|versus) )"
+            rf"(?P<b>{NAME})(?P<post>\b.*)$",
+        ),
+    )
+}
+
+AUGMENT = Section(
+    "augment",
+    {
+        "recipes": Names(lambda: list(RECIPES)),
+        "share": Fraction(),  # generated pairs per train pair, at most; 0: none
+        "seed": Int(),
+    },
+)
+
+
+def rewrites(questions: pa.Array, recipe: Recipe) -> tuple[np.ndarray, pa.Array]:
+    """Positions of the questions the recipe rewrites, and their rewrites."""
+    parts = pc.extract_regex(pc.fill_null(questions.cast(pa.string()), ""), recipe.pattern)
+    matched = pc.is_valid(parts).to_numpy(zero_copy_only=False)
+    parts = parts.filter(pa.array(matched))
+    group = {name: parts.field(name) for name in GROUPS}
+    keep = _swappable(group["a"]) & _swappable(group["b"])
+    keep &= ~pc.equal(pc.utf8_lower(group["a"]), pc.utf8_lower(group["b"])).to_numpy(
+        zero_copy_only=False
+    )
+    # a name cut in two: a capitalized word right before a (not the question's first word)
+    # or right after b
+    keep &= ~pc.match_substring_regex(group["pre"], r". [A-Z]\S* $").to_numpy(zero_copy_only=False)
+    keep &= ~pc.match_substring_regex(group["post"], r"^ [A-Z]").to_numpy(zero_copy_only=False)
+    if recipe.label == 0:  # a phrase that joins, rather than relates, the two
+        keep &= ~pc.match_substring_regex(
+            group["mid"], r"(?i)\b(?:and|or|vs|versus|between)\b|,"
+        ).to_numpy(zero_copy_only=False)
+    swapped = pc.binary_join_element_wise(
+        group["pre"], group["b"], group["mid"], group["a"], group["post"], ""
+    )
+    positions = np.flatnonzero(matched)[keep]
+    return positions, swapped.filter(pa.array(keep))
+
+
+def generated_pairs(
+    train: pd.DataFrame, recipes: list[str], share: float, seed: int, key
+) -> pd.DataFrame:
+    """Pairs of a train question and its rewrite: question1, question2, is_duplicate, recipe.
+
+    At most `share` x len(train) pairs, split evenly across `recipes` (each recipe's pairs drawn
+    at random from all it can make, seeded). `key(texts)` maps texts to what the text core
+    sees; a generated pair with the same key as a real train pair is dropped (the real label
+    wins), and so is a rewrite that the text core cannot tell from its question.
+    """
+    columns = {"question1": [], "question2": [], "is_duplicate": [], "recipe": []}
+    if not recipes or share == 0:
+        return _frame(columns)
+    questions = pa.array(
+        pd.concat([train["question1"], train["question2"]]).dropna().unique().astype(str),
+        pa.string(),
+    )
+    per_recipe = int(share * len(train)) // len(recipes)
+    real = set(_pair_keys(key(train["question1"]), key(train["question2"])))
+    rng = np.random.default_rng(seed)
+    for name in recipes:
+        recipe = RECIPES[name]
+        positions, swapped = rewrites(questions, recipe)
+        originals = questions.take(pa.array(positions, pa.int64()))
+        keys_a, keys_b = key(originals), key(swapped)
+        new = pd.Series(_pair_keys(keys_a, keys_b))
+        usable = ~new.isin(real).to_numpy() & ~pc.equal(keys_a, keys_b).to_numpy(
+            zero_copy_only=False
+        )
+        usable &= ~new.duplicated().to_numpy()
+        chosen = rng.permutation(np.flatnonzero(usable))[:per_recipe]
+        chosen.sort()
+        columns["question1"].append(originals.take(pa.array(chosen, pa.int64())).to_pylist())
+        columns["question2"].append(swapped.take(pa.array(chosen, pa.int64())).to_pylist())
+        columns["is_duplicate"].append(np.full(len(chosen), recipe.label, np.int64))
+        columns["recipe"].append(np.full(len(chosen), name, object))
+    return _frame({name: np.concatenate(parts) for name, parts in columns.items()})
+
+
+def _swappable(phrase: pa.Array) -> np.ndarray:
+    bare = pc.replace_substring_regex(pc.utf8_lower(phrase), r"^(?:the|a|an) ", "")
+    return ~pc.is_in(bare, value_set=pa.array(sorted(NOT_A_PHRASE))).to_numpy(zero_copy_only=False)
+
+
+def _pair_keys(keys_a, keys_b) -> np.ndarray:
+    """One key per pair, the same either way round."""
+    a = np.asarray(keys_a.to_numpy(zero_copy_only=False), dtype=object)
+    b = np.asarray(keys_b.to_numpy(zero_copy_only=False), dtype=object)
+    first = np.where(a <= b, a, b)
+    second = np.where(a <= b, b, a)
+    return first + "\t" + second
+
+
+def _frame(columns: dict) -> pd.DataFrame:
+    frame = pd.DataFrame({name: values if len(values) else [] for name, values in columns.items()})
+    return frame.astype(
+        {"question1": "string", "question2": "string", "is_duplicate": "int64", "recipe": "string"}
+    )

@@ -1,0 +1,166 @@
+"""Generated train pairs (pipeline.augment) and the features stage that adds them."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from pipeline.augment import RECIPES, generated_pairs, rewrites
+from pipeline.text import TextConfig, canonical
+
+
+def key(texts):
+    return canonical(texts, TextConfig())
+
+
+def rewrite(question: str, recipe: str) -> str | None:
+    positions, swapped = rewrites(pa.array([question]), RECIPES[recipe])
+    return swapped[0].as_py() if len(positions) else None
+
+
+@pytest.mark.parametrize(
+    ("recipe", "question", "expected"),
+    [
+        (
+            "from_to",
+            "Why do people move from India to the United States?",
+            "Why do people move from the United States to India?",
+        ),
+        ("comparative", "Is Python better than Java?", "Is Java better than Python?"),
+        (
+            "comparative",
+            "Why is pyridine more basic than pyrrole?",
+            "Why is pyrrole more basic than pyridine?",
+        ),
+        (
+            "entity_swap",
+            "Why did Germany declare war on the United States?",
+            "Why did the United States declare war on Germany?",
+        ),
+        (
+            "between",
+            "What is the difference between a virus and a bacterium?",
+            "What is the difference between a bacterium and a virus?",
+        ),
+        (
+            "conjunct",
+            "Should I learn Swift or Kotlin first?",
+            "Should I learn Kotlin or Swift first?",
+        ),
+    ],
+)
+def test_each_recipe_swaps_the_two_phrases(recipe, question, expected):
+    assert rewrite(question, recipe) == expected
+
+
+@pytest.mark.parametrize(
+    ("recipe", "question"),
+    [
+        ("from_to", "How do I get from here to there?"),  # not phrases a swap can move
+        ("comparative", "Which is better than this?"),
+        ("entity_swap", "Is Apple or Google better to work for?"),  # joined, not related
+        ("entity_swap", "How do I move from Canada to Canada?"),  # the same name twice
+        ("conjunct", "Who sang Yo Yo Honey Singh and Daler Mehndi?"),  # a name cut in two
+        ("between", "What is the difference?"),
+    ],
+)
+def test_recipes_leave_alone_what_they_cannot_swap(recipe, question):
+    assert rewrite(question, recipe) is None
+
+
+def train_split():
+    questions = [
+        "Why do people move from India to Canada?",
+        "How do I convert from dollars to euros?",
+        "Is Python better than Java?",
+        "Are cats smarter than dogs?",
+        "Why did Germany declare war on France?",
+        "What is the difference between a virus and a bacterium?",
+        "What is the difference between Hindi and Urdu?",
+        "Should I learn Swift or Kotlin first?",
+        "How do I learn to cook?",
+    ]
+    return pd.DataFrame(
+        {
+            "question1": questions,
+            "question2": ["How can I cook well?"] * len(questions),
+            "is_duplicate": [0] * len(questions),
+        }
+    )
+
+
+def test_generated_pairs_carry_each_recipes_label_and_respect_the_share():
+    train = train_split()
+    pairs = generated_pairs(train, list(RECIPES), 0.99, seed=1, key=key)
+    assert set(pairs["recipe"]) == set(RECIPES)
+    labels = dict(zip(pairs["recipe"], pairs["is_duplicate"], strict=True))
+    assert labels == {name: recipe.label for name, recipe in RECIPES.items()}
+    assert set(pairs["question1"]) <= set(train["question1"])
+    assert len(pairs) <= 0.99 * len(train)
+    capped = generated_pairs(train, ["between"], 0.12, seed=1, key=key)  # 1 of the 2 it can make
+    assert len(capped) == 1
+    assert generated_pairs(train, list(RECIPES), 0.0, seed=1, key=key).empty
+    assert generated_pairs(train, [], 0.5, seed=1, key=key).empty
+
+
+def test_generated_pairs_are_seeded():
+    train = train_split()
+    draws = [generated_pairs(train, ["between", "from_to"], 0.3, seed, key) for seed in (1, 1, 2)]
+    pd.testing.assert_frame_equal(draws[0], draws[1])
+    assert len(draws[0]) == len(draws[2]) == 2
+
+
+def test_a_real_labelled_pair_wins_over_a_generated_one():
+    train = train_split()
+    # the release already pairs this question with its swap: no generated pair may contradict it
+    real = pd.DataFrame(
+        {
+            "question1": ["Is Java better than Python?"],
+            "question2": ["is python better than java ?"],  # what the text core sees alike
+            "is_duplicate": [1],
+        }
+    )
+    pairs = generated_pairs(pd.concat([train, real]), ["comparative"], 0.99, 1, key)
+    assert pairs["question1"].tolist() == ["Are cats smarter than dogs?"]
+
+
+def test_features_stage_adds_generated_pairs_to_train_only(featurized, tmp_path):
+    """The stage's train arrays, TF-IDF rows and text hold the generated pairs after the real
+    ones; val is untouched; the report counts them per recipe."""
+    from pipeline.io import read_json
+    from pipeline.stages import features
+    from pipeline.text_model import load_pairs, load_split, load_tfidf
+
+    params = {section: dict(values) for section, values in featurized.items()}
+    processed = tmp_path / "processed"
+    shutil.copytree(featurized["paths"]["processed"], processed)
+    train = pd.read_parquet(processed / "train.parquet")
+    extra = train_split().astype({"is_duplicate": train["is_duplicate"].dtype})
+    train = pd.concat([train, extra], ignore_index=True)
+    train.to_parquet(processed / "train.parquet", index=False)
+    params["paths"].update(
+        processed=str(processed),
+        features=str(tmp_path / "features"),
+        features_report=str(tmp_path / "features.json"),
+    )
+    params["augment"] = {"recipes": list(RECIPES), "share": 0.05, "seed": 3}
+    features.run(params)
+
+    directory = Path(params["paths"]["features"])
+    generated = pd.read_parquet(directory / "train_generated.parquet")
+    assert 0 < len(generated) <= 0.05 * len(train)
+    arrays = load_split(directory, "train")
+    q1, _ = load_tfidf(directory / "train_tfidf.npz")
+    assert len(arrays["label"]) == q1.shape[0] == len(train) + len(generated)
+    np.testing.assert_array_equal(arrays["label"][len(train) :], generated["is_duplicate"])
+    text = load_pairs(directory, processed, "train", "text")
+    assert text["q1"].tolist() == train["question1"].tolist() + generated["question1"].tolist()
+    val = pd.read_parquet(processed / "val.parquet")
+    assert len(load_split(directory, "val")["label"]) == len(val)
+    report = read_json(params["paths"]["features_report"])
+    counts = report["generated_train_pairs"]
+    assert sum(c["pairs"] for c in counts.values()) == len(generated)
+    assert report["train"]["pairs"] == len(train) + len(generated)
