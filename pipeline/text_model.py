@@ -11,6 +11,7 @@ Scoring imports this module, so scikit-learn is imported only where a model is f
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,7 @@ class VocabLookup:
     def __init__(self, words):
         self.array = pa.array(list(words), pa.string())
         self._index: pd.Index | None = None
+        self._building = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.array)
@@ -68,7 +70,13 @@ class VocabLookup:
             found = pc.fill_null(pc.index_in(flat, value_set=self.array), -1)
             return found.to_numpy(zero_copy_only=False).astype(np.int64)
         if self._index is None:
-            self._index = pd.Index(self.array.to_pylist(), dtype=object)
+            with self._building:  # the service's find loops may ask at once
+                if self._index is None:
+                    index = pd.Index(self.array.to_pylist(), dtype=object)
+                    # pandas fills an index's hash table on first use, not safely across
+                    # threads (pandas #21150): fill it before any other thread sees it
+                    index.get_indexer(index[:1])
+                    self._index = index
         return self._index.get_indexer(flat.to_pylist()).astype(np.int64)
 
 

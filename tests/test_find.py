@@ -48,6 +48,21 @@ def test_round_trip_finds_the_known_question_first(bundles, index_dir):
     assert (matches.groupby("query_row")["probability"].diff().dropna() <= 0).all()
 
 
+def test_a_querys_matches_do_not_depend_on_the_rest_of_its_batch(index_dir):
+    """The service looks up concurrent requests as one batch: alone, first or last, a query
+    gets the same matches and scores."""
+    finder = open_finder(index_dir)
+    queries = [*BANK, "How do I learn Python fast?", "Which laptop is good for coding?"]
+    alone = {q: finder.find([q], top_k=4).drop(columns="query_row") for q in queries}
+    for batch in (queries, queries[::-1]):
+        together = finder.find(batch, top_k=4)
+        for row, query in enumerate(batch):
+            got = together[together["query_row"] == row].drop(columns="query_row")
+            pd.testing.assert_frame_equal(
+                got.reset_index(drop=True), alone[query].reset_index(drop=True)
+            )
+
+
 def test_queries_that_are_not_a_sequence_are_a_clear_error(index_dir):
     finder = open_finder(index_dir)
     for bad in (None, "How do I learn Python?"):
