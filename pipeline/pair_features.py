@@ -29,6 +29,10 @@ CHAR_BUCKETS = 1 << 20  # hashed n-gram columns
 SIMILARITY_TOKENS = 20  # words per question in the word-to-word cosine matrix
 SIMILARITY_BATCH = 1024  # pairs per cosine-matrix product: (1024, 20, dim) stays in cache
 QUESTION_WORDS = ("what", "how", "why", "which", "who", "whom", "whose", "where", "when")
+# words around which a change of order rarely changes the meaning ("A and B"), and words around
+# which it usually does ("from A to B", "A better than B")
+JOINING_WORDS = ("and", "or", "nor", "vs", "versus", "&")
+RELATING_WORDS = tuple("from to than of on for by with against over into at".split())
 THREADED_PAIRS = 4096  # from this many pairs on, rapidfuzz compares them on every core
 FUZZ_SCORERS = {
     "fuzz_ratio": fuzz.ratio,
@@ -42,6 +46,8 @@ FEATURE_NAMES = (
     "shared_word_share",
     "shared_idf_share",
     "shared_bigram_share",
+    "unshared_bigrams_joining",
+    "unshared_bigrams_relating",
     *FUZZ_SCORERS,
     "chars_min",
     "chars_max",
@@ -73,6 +79,8 @@ class QuestionTable:
     words: sp.csr_matrix  # word TF-IDF rows, L2-normalized
     presence: sp.csr_matrix  # 1 where a vocabulary word occurs
     bigrams: sp.csr_matrix  # 1 where two tokens follow each other (columns: this table's)
+    bigrams_joining: sp.csr_matrix  # the bigrams that hold a JOINING_WORDS word
+    bigrams_relating: sp.csr_matrix  # the bigrams that hold a RELATING_WORDS word
     word_idf: sp.csr_matrix  # the word's idf where it occurs
     chars: sp.csr_matrix  # hashed character n-gram TF-IDF rows, L2-normalized
     numbers: sp.csr_matrix  # 1 where a number token occurs (columns: this table's numbers)
@@ -104,13 +112,21 @@ class QuestionTable:
         starts = np.asarray(tokens.offsets, dtype=np.int64)
         n_tokens = np.diff(starts)
         starts = starts[:-1] - starts[0]
-        codes = pc.dictionary_encode(flat).indices.to_numpy(zero_copy_only=False)
+        encoded = pc.dictionary_encode(flat)
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        bigrams, first, second = _bigram_presence(codes, n_tokens)
+        joining, relating = (
+            pc.is_in(encoded.dictionary, value_set=pa.array(words)).to_numpy(zero_copy_only=False)
+            for words in (JOINING_WORDS, RELATING_WORDS)
+        )
         first_word = np.where(n_tokens > 0, codes[np.minimum(starts, max(len(codes) - 1, 0))], -1)
         return cls(
             text=np.asarray(lower.to_numpy(zero_copy_only=False), dtype=object),
             words=_l2_rows(text_model.tfidf(tokens)),
             presence=presence,
-            bigrams=_bigram_presence(codes, n_tokens),
+            bigrams=bigrams,
+            bigrams_joining=_columns_where(bigrams, joining[first] | joining[second]),
+            bigrams_relating=_columns_where(bigrams, relating[first] | relating[second]),
             word_idf=word_idf,
             chars=_l2_rows(char_tfidf(lower, char_idf)),
             numbers=_number_presence(flat, n_tokens),
@@ -141,12 +157,13 @@ def pair_features(a: QuestionTable, b: QuestionTable, word_vectors: np.ndarray) 
     columns["shared_idf_share"] = _share(shared_idf, idf_a + idf_b - 2 * shared_idf)
     # the same words in another order share fewer bigrams: "from india to canada" and "from
     # canada to india" share every word but one bigram of three
-    shared_bigrams = np.asarray(a.bigrams.multiply(b.bigrams).sum(axis=1)).ravel()
-    bigrams_a = np.asarray(a.bigrams.sum(axis=1)).ravel()
-    bigrams_b = np.asarray(b.bigrams.sum(axis=1)).ravel()
-    columns["shared_bigram_share"] = _share(
-        shared_bigrams, bigrams_a + bigrams_b - 2 * shared_bigrams
-    )
+    unshared = _in_one_only(a.bigrams, b.bigrams)
+    shared_bigrams = (_row_sums(a.bigrams) + _row_sums(b.bigrams) - unshared) / 2
+    columns["shared_bigram_share"] = _share(shared_bigrams, unshared)
+    # where the order changed: around "and" it rarely matters, around "from ... to" it does
+    for name, field in (("joining", "bigrams_joining"), ("relating", "bigrams_relating")):
+        changed = _in_one_only(getattr(a, field), getattr(b, field))
+        columns[f"unshared_bigrams_{name}"] = _share(changed, unshared - changed)
     # starting threads costs more than comparing a few pairs (0.4 ms against 0.01 for 50)
     workers = -1 if len(a.text) >= THREADED_PAIRS else 1
     for name, scorer in FUZZ_SCORERS.items():
@@ -291,13 +308,16 @@ def _number_presence(flat: pa.Array, n_tokens: np.ndarray) -> sp.csr_matrix:
     return matrix
 
 
-def _bigram_presence(codes: np.ndarray, n_tokens: np.ndarray) -> sp.csr_matrix:
-    """(n, distinct bigrams of this table) presence of each question's ordered token pairs;
-    `codes` are the flat tokens' codes, `n_tokens` each question's count."""
+def _bigram_presence(
+    codes: np.ndarray, n_tokens: np.ndarray
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """(n, distinct bigrams of this table) presence of each question's ordered token pairs,
+    and each column's first and second token code; `codes` are the flat tokens' codes,
+    `n_tokens` each question's count."""
     rows = np.repeat(np.arange(len(n_tokens)), n_tokens)
     follows = rows[:-1] == rows[1:]  # token i + 1 is in token i's question
-    keys = codes[:-1][follows].astype(np.int64) * (int(codes.max(initial=0)) + 1)
-    keys += codes[1:][follows]
+    base = int(codes.max(initial=0)) + 1
+    keys = codes[:-1][follows].astype(np.int64) * base + codes[1:][follows]
     bigrams, columns = np.unique(keys, return_inverse=True)
     matrix = sp.csr_matrix(
         (np.ones(len(columns), np.float32), (rows[:-1][follows], columns)),
@@ -305,7 +325,25 @@ def _bigram_presence(codes: np.ndarray, n_tokens: np.ndarray) -> sp.csr_matrix:
     )
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
-    return matrix
+    if not len(bigrams):
+        bigrams = np.zeros(1, np.int64)  # the one empty column
+    return matrix, bigrams // base, bigrams % base
+
+
+def _columns_where(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
+    """`matrix` with only the columns where `keep` is true (the others emptied)."""
+    kept = matrix.multiply(keep[np.newaxis, :].astype(np.float32)).tocsr()
+    kept.eliminate_zeros()
+    return kept
+
+
+def _in_one_only(a: sp.csr_matrix, b: sp.csr_matrix) -> np.ndarray:
+    """Per row, how many columns of two presence matrices are set in exactly one."""
+    return _row_sums(a) + _row_sums(b) - 2 * _row_sums(a.multiply(b))
+
+
+def _row_sums(matrix) -> np.ndarray:
+    return np.asarray(matrix.sum(axis=1)).ravel()
 
 
 def _first_question_word(flat: pa.Array, n_tokens: np.ndarray) -> np.ndarray:

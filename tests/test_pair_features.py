@@ -12,7 +12,9 @@ from pipeline.pair_features import (
     CHAR_BUCKETS,
     CHAR_NGRAMS,
     FEATURE_NAMES,
+    JOINING_WORDS,
     QUESTION_WORDS,
+    RELATING_WORDS,
     SIMILARITY_TOKENS,
     QuestionTable,
     fit_char_idf,
@@ -37,6 +39,8 @@ PAIRS = [
     ("Where can I buy a laptop?", "Qué es Python?"),  # no shared word, accents
     ("Is C++ hard?", "Is C++ hard?"),
     ("Is Rust harder than Python?", "Is Python harder than Rust?"),  # every word shared
+    ("Should I learn Rust or Python?", "Should I learn Python or Rust?"),
+    ("How do I move from Rust to C++ and Python?", "How do I move from C++ and Python to Rust?"),
 ]
 
 
@@ -125,6 +129,15 @@ def reference_features(q1: str, q2: str, model: TextModel, train_docs: list[dict
         similarity["word_alignment_min"] = 0.0
     bigrams = [set(zip(toks, toks[1:], strict=False)) for toks in tokens]
     bigrams_either = bigrams[0] | bigrams[1]
+    unshared = bigrams[0] ^ bigrams[1]
+
+    def unshared_share(words):
+        return (
+            sum(1 for pair in unshared if set(pair) & set(words)) / len(unshared)
+            if unshared
+            else 0.0
+        )
+
     lengths = [len(q1), len(q2)]
     n_tokens = [len(t) for t in tokens]
     lower = (q1.lower(), q2.lower())
@@ -137,6 +150,8 @@ def reference_features(q1: str, q2: str, model: TextModel, train_docs: list[dict
         "shared_bigram_share": (
             len(bigrams[0] & bigrams[1]) / len(bigrams_either) if bigrams_either else 0.0
         ),
+        "unshared_bigrams_joining": unshared_share(JOINING_WORDS),
+        "unshared_bigrams_relating": unshared_share(RELATING_WORDS),
         "fuzz_ratio": fuzz.ratio(*lower) / 100,
         "fuzz_partial_ratio": fuzz.partial_ratio(*lower) / 100,
         "fuzz_token_sort_ratio": fuzz.token_sort_ratio(*lower) / 100,
