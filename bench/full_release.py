@@ -72,6 +72,9 @@ def main() -> None:
     parser.add_argument(
         "-S", "--set", action="append", default=[], help="section.key=value, for every stage"
     )
+    parser.add_argument(
+        "--variant", default=None, help="what this run tries, for the table of variants"
+    )
     args = parser.parse_args()
     if not Path(args.data).exists():
         raise SystemExit(f"bench/full_release.py: {args.data} not found (it lives in ../shared)")
@@ -93,6 +96,8 @@ def main() -> None:
         overrides=args.set,
         published=PUBLISHED,
     )
+    if args.variant:
+        report["variant"] = args.variant
 
     for run in report["runs"]:  # runs recorded before val metrics were: from their bundle
         bundle_path = work / "models" / run["model"] / "bundle.json"

@@ -445,6 +445,10 @@ def full_release_section(report: dict) -> list[str]:
         for path in variants:
             variant = json.loads(path.read_text())
             overrides = ", ".join(f"`{o}`" for o in variant.get("overrides", []))
+            if variant.get("variant"):
+                overrides = (
+                    f"{variant['variant']}: {overrides}" if overrides else variant["variant"]
+                )
             for name, row in variant["models"].items():
                 lines.append(
                     f"| {overrides} | `{name}` | {', '.join(map(str, row['seeds']))} | "
