@@ -11,6 +11,7 @@ scratch directory). Writes reports/bench/behaviour.json. Not a test.
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import date
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def main() -> None:
     report = {
         "date": date.today().isoformat(),
         "machine": machine(),
-        "models_dir": str(Path(args.models_dir).resolve().relative_to(ROOT)),
+        "models_dir": os.path.relpath(Path(args.models_dir).resolve(), ROOT),
         "suite": {
             "seed": args.seed,
             "tests": {name: int((suite["capability"] == name).sum()) for name in CAPABILITIES},
