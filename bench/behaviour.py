@@ -28,6 +28,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", default=str(FULL_RUN))
     parser.add_argument("--models", nargs="*", default=["logreg", "gbdt", "re2", "ensemble"])
+    parser.add_argument(
+        "--bundle",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="a bundle from anywhere, shown as LABEL (after --models)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="of the suite's sampling")
     parser.add_argument("--output", default="reports/bench/behaviour.json")
     args = parser.parse_args()
@@ -44,11 +51,14 @@ def main() -> None:
         },
         "models": {},
     }
-    for name in args.models:
-        directory = Path(args.models_dir) / name
+    bundles = {name: Path(args.models_dir) / name for name in args.models}
+    bundles.update(spec.split("=", 1) for spec in args.bundle)
+    for name, directory in bundles.items():
+        directory = Path(directory)
         bundle = load_bundle(directory)
         meta = read_json(directory / "bundle.json")
         report["models"][name] = {
+            "directory": os.path.relpath(directory.resolve(), ROOT),
             "train_seed": meta["train_params"].get("seed"),
             "threshold": round(float(bundle.threshold), 4),
             **run_suite(bundle, suite),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from pathlib import Path
 
 from accuracy import markdown, summarize
 from common import ROOT
@@ -579,12 +580,23 @@ def behaviour_table(report: dict) -> list[str]:
     return lines
 
 
+def behaviour_bundles(report: dict) -> str:
+    """Where the suite's bundles came from: the models directory, and any bundle elsewhere."""
+    elsewhere = [
+        f"`{name}`: `{row['directory']}`"
+        for name, row in report["models"].items()
+        if Path(row.get("directory", Path(report["models_dir"]) / name)).parent
+        != Path(report["models_dir"])
+    ]
+    return f"`{report['models_dir']}`" + (f"; {', '.join(elsewhere)}" if elsewhere else "")
+
+
 def readme_behaviour() -> str:
     report = load("behaviour.json")
     return (
         "\n".join(behaviour_table(report))
         + f"\n\nShare of the suite's tests failed, each model at its own threshold; models "
-        f"trained on the full release (`{report['models_dir']}`); measured "
+        f"trained on the full release ({behaviour_bundles(report)}); measured "
         f"{measured_on(report)}.\n"
     )
 
@@ -595,7 +607,7 @@ def behaviour_section(report: dict) -> list[str]:
         "",
         "`bench/behaviour.py`: the pairs of `pipeline/behaviour.py` (templates and lexicons, "
         f"seed {report['suite']['seed']}) scored by bundles trained on the full release "
-        f"(`{report['models_dir']}`). Measured {measured_on(report)}.",
+        f"({behaviour_bundles(report)}). Measured {measured_on(report)}.",
         "",
         *behaviour_table(report),
         "",
