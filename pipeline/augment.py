@@ -11,10 +11,14 @@ questions by swapping two phrases, and pairs the question with its rewrite:
 - where the order carries no meaning, it asks the same thing (label 1): `between` ("between A
   and B"), `conjunct` (two names joined by and / or / vs).
 
-Every recipe is one regular expression with named groups (pre, a, mid, b, post) run by Arrow
-over the whole column; the rewrite is pre + b + mid + a + post. Only the train split's
-questions are rewritten (the features stage calls this for train alone), a real labelled pair
-always wins over a generated one, and the draw is seeded.
+Two more recipes change one word instead, to the opposite meaning (label 0): `antonym`
+("better" -> "worse", "before" -> "after": `ANTONYMS`, both ways) and `negation` (the first
+auxiliary negated: "Why is" -> "Why isn't").
+
+Every recipe is one regular expression with named groups run by Arrow over the whole column:
+a swap's rewrite is pre + b + mid + a + post, a change's is pre + its replacement of a + post.
+Only the train split's questions are rewritten (the features stage calls this for train
+alone), a real labelled pair always wins over a generated one, and the draw is seeded.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.lexicon import ANTONYMS, NEGATED, NEGATION
 from pipeline.params import Fraction, Int, Names, Section
 
 NAME = r"[A-Z][\w.+#-]*(?: [A-Z][\w.+#-]*){0,2}"  # one to three capitalized words
@@ -36,6 +41,7 @@ COMPARATIVES = (
 )
 RELATION_WORDS = "to|on|against|with|for|by|over|into|from|at|than|about|of"
 GROUPS = ("pre", "a", "mid", "b", "post")
+
 # never one of the swapped phrases: the rewrite would be word salad, not a question
 NOT_A_PHRASE = frozenset(
     "i you he she it we they me him her us them this that these those there here what which "
@@ -49,7 +55,12 @@ NOT_A_PHRASE = frozenset(
 class Recipe:
     name: str
     label: int  # what the rewrite is to its question: 1 duplicate, 0 not
-    pattern: str  # named groups pre, a, mid, b, post; the whole question
+    pattern: str  # named groups pre, a, mid, b, post (or pre, a, post); the whole question
+    replace: dict | None = None  # a change, not a swap: a's replacement by its lowercase form
+
+
+def _words(words) -> str:
+    return "|".join(sorted(words, key=len, reverse=True))
 
 
 RECIPES = {
@@ -87,6 +98,18 @@ RECIPES = {
             rf"^(?P<pre>\S.*? )(?P<a>{NAME})(?P<mid> (?:and|or|vs\.?|versus) )"
             rf"(?P<b>{NAME})(?P<post>\b.*)$",
         ),
+        Recipe(
+            "antonym",
+            0,
+            rf"^(?P<pre>.*?\b)(?P<a>{_words(w for pair in ANTONYMS for w in pair)})(?P<post>\b.*)$",
+            replace={**dict(ANTONYMS), **{b: a for a, b in ANTONYMS}},
+        ),
+        Recipe(
+            "negation",
+            0,
+            rf"^(?P<pre>.*?\b)(?P<a>(?i:{_words(NEGATED)}))(?P<post> .*)$",
+            replace=NEGATED,
+        ),
     )
 }
 
@@ -105,6 +128,8 @@ def rewrites(questions: pa.Array, recipe: Recipe) -> tuple[np.ndarray, pa.Array]
     parts = pc.extract_regex(pc.fill_null(questions.cast(pa.string()), ""), recipe.pattern)
     matched = pc.is_valid(parts).to_numpy(zero_copy_only=False)
     parts = parts.filter(pa.array(matched))
+    if recipe.replace is not None:
+        return _changed(questions, np.flatnonzero(matched), parts, recipe.replace)
     group = {name: parts.field(name) for name in GROUPS}
     keep = _swappable(group["a"]) & _swappable(group["b"])
     keep &= ~pc.equal(pc.utf8_lower(group["a"]), pc.utf8_lower(group["b"])).to_numpy(
@@ -162,6 +187,24 @@ def generated_pairs(
         columns["is_duplicate"].append(np.full(len(chosen), recipe.label, np.int64))
         columns["recipe"].append(np.full(len(chosen), name, object))
     return _frame({name: np.concatenate(parts) for name, parts in columns.items()})
+
+
+def _changed(questions, positions, parts, replace: dict) -> tuple[np.ndarray, pa.Array]:
+    """pre + a's replacement (capitalized where a was) + post; questions that already hold a
+    negation are left out (a second one would cancel, not flip, the meaning)."""
+    word = parts.field("a")
+    lower = pc.utf8_lower(word)
+    keys = pa.array(list(replace), pa.string())
+    values = pa.array(list(replace.values()), pa.string())
+    replacement = pc.take(values, pc.index_in(lower, value_set=keys))
+    capital = pc.not_equal(word, lower)
+    replacement = pc.if_else(capital, pc.utf8_capitalize(replacement), replacement)
+    rewrite = pc.binary_join_element_wise(parts.field("pre"), replacement, parts.field("post"), "")
+    negated = pc.match_substring_regex(
+        questions.take(pa.array(positions, pa.int64())), NEGATION
+    ).to_numpy(zero_copy_only=False)
+    keep = ~negated
+    return positions[keep], rewrite.filter(pa.array(keep))
 
 
 def _swappable(phrase: pa.Array) -> np.ndarray:

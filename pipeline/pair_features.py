@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 from rapidfuzz import fuzz, process
 
+from pipeline.lexicon import ANTONYMS, JOINING_WORDS, NEGATION, RELATING_WORDS
 from pipeline.text_model import FIRST_WORD_ID, TextModel
 
 CHAR_NGRAMS = (2, 3, 4, 5)  # byte n-grams of the lowercased text, spaces at both ends
@@ -29,10 +30,6 @@ CHAR_BUCKETS = 1 << 20  # hashed n-gram columns
 SIMILARITY_TOKENS = 20  # words per question in the word-to-word cosine matrix
 SIMILARITY_BATCH = 1024  # pairs per cosine-matrix product: (1024, 20, dim) stays in cache
 QUESTION_WORDS = ("what", "how", "why", "which", "who", "whom", "whose", "where", "when")
-# words around which a change of order rarely changes the meaning ("A and B"), and words around
-# which it usually does ("from A to B", "A better than B")
-JOINING_WORDS = ("and", "or", "nor", "vs", "versus", "&")
-RELATING_WORDS = tuple("from to than of on for by with against over into at".split())
 THREADED_PAIRS = 4096  # from this many pairs on, rapidfuzz compares them on every core
 FUZZ_SCORERS = {
     "fuzz_ratio": fuzz.ratio,
@@ -48,6 +45,8 @@ FEATURE_NAMES = (
     "shared_bigram_share",
     "unshared_bigrams_joining",
     "unshared_bigrams_relating",
+    "negations_abs_diff",
+    "antonyms_across",
     *FUZZ_SCORERS,
     "chars_min",
     "chars_max",
@@ -81,6 +80,8 @@ class QuestionTable:
     bigrams: sp.csr_matrix  # 1 where two tokens follow each other (columns: this table's)
     bigrams_joining: sp.csr_matrix  # the bigrams that hold a JOINING_WORDS word
     bigrams_relating: sp.csr_matrix  # the bigrams that hold a RELATING_WORDS word
+    negations: np.ndarray  # how many negations (lexicon.NEGATION) the question holds
+    antonym_sides: np.ndarray  # (n, len(ANTONYMS)): 1 first word of the pair, -1 second, 0
     word_idf: sp.csr_matrix  # the word's idf where it occurs
     chars: sp.csr_matrix  # hashed character n-gram TF-IDF rows, L2-normalized
     numbers: sp.csr_matrix  # 1 where a number token occurs (columns: this table's numbers)
@@ -127,6 +128,10 @@ class QuestionTable:
             bigrams=bigrams,
             bigrams_joining=_columns_where(bigrams, joining[first] | joining[second]),
             bigrams_relating=_columns_where(bigrams, relating[first] | relating[second]),
+            negations=pc.count_substring_regex(lower, NEGATION)
+            .to_numpy(zero_copy_only=False)
+            .astype(np.float32),
+            antonym_sides=_antonym_sides(flat, n_tokens),
             word_idf=word_idf,
             chars=_l2_rows(char_tfidf(lower, char_idf)),
             numbers=_number_presence(flat, n_tokens),
@@ -164,6 +169,9 @@ def pair_features(a: QuestionTable, b: QuestionTable, word_vectors: np.ndarray) 
     for name, field in (("joining", "bigrams_joining"), ("relating", "bigrams_relating")):
         changed = _in_one_only(getattr(a, field), getattr(b, field))
         columns[f"unshared_bigrams_{name}"] = _share(changed, unshared - changed)
+    columns["negations_abs_diff"] = np.abs(a.negations - b.negations)
+    # an opposite word in each: "better" in one, "worse" in the other
+    columns["antonyms_across"] = (a.antonym_sides * b.antonym_sides == -1).sum(axis=1)
     # starting threads costs more than comparing a few pairs (0.4 ms against 0.01 for 50)
     workers = -1 if len(a.text) >= THREADED_PAIRS else 1
     for name, scorer in FUZZ_SCORERS.items():
@@ -328,6 +336,18 @@ def _bigram_presence(
     if not len(bigrams):
         bigrams = np.zeros(1, np.int64)  # the one empty column
     return matrix, bigrams // base, bigrams % base
+
+
+def _antonym_sides(flat: pa.Array, n_tokens: np.ndarray) -> np.ndarray:
+    """(n, len(ANTONYMS)) int8: per antonym pair, 1 where a question holds only its first
+    word, -1 only its second, 0 neither or both."""
+    rows = np.repeat(np.arange(len(n_tokens)), n_tokens)
+    sides = np.zeros((len(n_tokens), 2 * len(ANTONYMS)), np.int8)
+    words = pa.array([word for pair in ANTONYMS for word in pair])
+    which = pc.fill_null(pc.index_in(flat, value_set=words), -1).to_numpy(zero_copy_only=False)
+    hits = which >= 0
+    sides[rows[hits], which[hits]] = 1
+    return sides[:, 0::2] - sides[:, 1::2]
 
 
 def _columns_where(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:

@@ -1,6 +1,7 @@
 """The vectorized pair features against slow per-pair reference loops."""
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -8,6 +9,7 @@ import pytest
 from gensim.models import KeyedVectors
 from rapidfuzz import fuzz
 
+from pipeline.lexicon import ANTONYMS
 from pipeline.pair_features import (
     CHAR_BUCKETS,
     CHAR_NGRAMS,
@@ -40,6 +42,7 @@ PAIRS = [
     ("Is C++ hard?", "Is C++ hard?"),
     ("Is Rust harder than Python?", "Is Python harder than Rust?"),  # every word shared
     ("Should I learn Rust or Python?", "Should I learn Python or Rust?"),
+    ("Is Rust better or worse than C++?", "Why isn't Rust worse than C++? I can't tell"),
     ("How do I move from Rust to C++ and Python?", "How do I move from C++ and Python to Rust?"),
 ]
 
@@ -138,6 +141,11 @@ def reference_features(q1: str, q2: str, model: TextModel, train_docs: list[dict
             else 0.0
         )
 
+    negations = [
+        len(re.findall(r"\b(?:not|never|no|cannot|none|nothing|nobody)\b|n['\u2019]t\b", q.lower()))
+        for q in (q1, q2)
+    ]
+    sides = [[(x in toks) - (y in toks) for x, y in ANTONYMS] for toks in tokens]
     lengths = [len(q1), len(q2)]
     n_tokens = [len(t) for t in tokens]
     lower = (q1.lower(), q2.lower())
@@ -152,6 +160,8 @@ def reference_features(q1: str, q2: str, model: TextModel, train_docs: list[dict
         ),
         "unshared_bigrams_joining": unshared_share(JOINING_WORDS),
         "unshared_bigrams_relating": unshared_share(RELATING_WORDS),
+        "negations_abs_diff": abs(negations[0] - negations[1]),
+        "antonyms_across": sum(a * b == -1 for a, b in zip(*sides, strict=True)),
         "fuzz_ratio": fuzz.ratio(*lower) / 100,
         "fuzz_partial_ratio": fuzz.partial_ratio(*lower) / 100,
         "fuzz_token_sort_ratio": fuzz.token_sort_ratio(*lower) / 100,
