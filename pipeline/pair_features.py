@@ -115,7 +115,11 @@ class QuestionTable:
         starts = starts[:-1] - starts[0]
         encoded = pc.dictionary_encode(flat)
         codes = encoded.indices.to_numpy(zero_copy_only=False)
-        bigrams, first, second = _bigram_presence(codes, n_tokens)
+        # word order among words: punctuation (but "&", a joining word) does not count
+        is_word = pc.match_substring_regex(flat, r"[\w&]").to_numpy(zero_copy_only=False)
+        rows = np.repeat(np.arange(len(n_tokens)), n_tokens)
+        words_per_question = np.bincount(rows[is_word], minlength=len(n_tokens))
+        bigrams, first, second = _bigram_presence(codes[is_word], words_per_question)
         joining, relating = (
             pc.is_in(encoded.dictionary, value_set=pa.array(words)).to_numpy(zero_copy_only=False)
             for words in (JOINING_WORDS, RELATING_WORDS)
@@ -321,7 +325,7 @@ def _bigram_presence(
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """(n, distinct bigrams of this table) presence of each question's ordered token pairs,
     and each column's first and second token code; `codes` are the flat tokens' codes,
-    `n_tokens` each question's count."""
+    `n_tokens` each question's count of them."""
     rows = np.repeat(np.arange(len(n_tokens)), n_tokens)
     follows = rows[:-1] == rows[1:]  # token i + 1 is in token i's question
     base = int(codes.max(initial=0)) + 1

@@ -42,6 +42,7 @@ PAIRS = [
     ("Is C++ hard?", "Is C++ hard?"),
     ("Is Rust harder than Python?", "Is Python harder than Rust?"),  # every word shared
     ("Should I learn Rust or Python?", "Should I learn Python or Rust?"),
+    ("Rust, or Python?", "Rust or Python"),  # the same words in the same order
     ("Is Rust better or worse than C++?", "Why isn't Rust worse than C++? I can't tell"),
     ("How do I move from Rust to C++ and Python?", "How do I move from C++ and Python to Rust?"),
 ]
@@ -130,7 +131,8 @@ def reference_features(q1: str, q2: str, model: TextModel, train_docs: list[dict
             ("word_similarity_mean", "word_similarity_max", "word_alignment_mean"), 0.0
         )
         similarity["word_alignment_min"] = 0.0
-    bigrams = [set(zip(toks, toks[1:], strict=False)) for toks in tokens]
+    words = [[t for t in toks if re.search(r"[\w&]", t)] for toks in tokens]
+    bigrams = [set(zip(ws, ws[1:], strict=False)) for ws in words]
     bigrams_either = bigrams[0] | bigrams[1]
     unshared = bigrams[0] ^ bigrams[1]
 
