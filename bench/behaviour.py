@@ -52,7 +52,11 @@ def main() -> None:
         "models": {},
     }
     bundles = {name: Path(args.models_dir) / name for name in args.models}
-    bundles.update(spec.split("=", 1) for spec in args.bundle)
+    for spec in args.bundle:
+        label, sep, path = spec.partition("=")
+        if not (sep and label and path):
+            parser.error(f"--bundle {spec!r}: expected LABEL=PATH")
+        bundles[label] = path
     for name, directory in bundles.items():
         directory = Path(directory)
         bundle = load_bundle(directory)

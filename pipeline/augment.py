@@ -222,7 +222,6 @@ def _pair_keys(keys_a, keys_b) -> np.ndarray:
 
 
 def _frame(columns: dict) -> pd.DataFrame:
-    frame = pd.DataFrame({name: values if len(values) else [] for name, values in columns.items()})
-    return frame.astype(
+    return pd.DataFrame(columns).astype(
         {"question1": "string", "question2": "string", "is_duplicate": "int64", "recipe": "string"}
     )

@@ -311,13 +311,7 @@ def _number_presence(flat: pa.Array, n_tokens: np.ndarray) -> sp.csr_matrix:
     is_number = pc.fill_null(pc.utf8_is_digit(flat), False).to_numpy(zero_copy_only=False)
     numbers = pc.dictionary_encode(flat.filter(pa.array(is_number)))
     columns = numbers.indices.to_numpy(zero_copy_only=False)
-    matrix = sp.csr_matrix(
-        (np.ones(len(columns), np.float32), (rows[is_number], columns)),
-        shape=(len(n_tokens), max(len(numbers.dictionary), 1)),
-    )
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    return matrix
+    return _presence(rows[is_number], columns, len(n_tokens), len(numbers.dictionary))
 
 
 def _bigram_presence(
@@ -331,15 +325,20 @@ def _bigram_presence(
     base = int(codes.max(initial=0)) + 1
     keys = codes[:-1][follows].astype(np.int64) * base + codes[1:][follows]
     bigrams, columns = np.unique(keys, return_inverse=True)
-    matrix = sp.csr_matrix(
-        (np.ones(len(columns), np.float32), (rows[:-1][follows], columns)),
-        shape=(len(n_tokens), max(len(bigrams), 1)),
-    )
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
+    matrix = _presence(rows[:-1][follows], columns, len(n_tokens), len(bigrams))
     if not len(bigrams):
         bigrams = np.zeros(1, np.int64)  # the one empty column
     return matrix, bigrams // base, bigrams % base
+
+
+def _presence(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns: int):
+    """(n_rows, n_columns, at least 1) CSR with 1 at each (row, column), repeats counted once."""
+    matrix = sp.csr_matrix(
+        (np.ones(len(columns), np.float32), (rows, columns)), shape=(n_rows, max(n_columns, 1))
+    )
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
 
 
 def _antonym_sides(flat: pa.Array, n_tokens: np.ndarray) -> np.ndarray:
@@ -363,7 +362,7 @@ def _columns_where(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
 
 def _in_one_only(a: sp.csr_matrix, b: sp.csr_matrix) -> np.ndarray:
     """Per row, how many columns of two presence matrices are set in exactly one."""
-    return _row_sums(a) + _row_sums(b) - 2 * _row_sums(a.multiply(b))
+    return _row_sums(a) + _row_sums(b) - 2 * _row_dot(a, b)
 
 
 def _row_sums(matrix) -> np.ndarray:

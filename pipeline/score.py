@@ -281,28 +281,15 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     start = time.perf_counter()
     model = project_bundle(args.model)
+    common = (model, args.input, args.output, args.q1_col, args.q2_col, args.threshold)
     if args.engine == "spark":
         from pipeline.spark import score_files
 
-        counts = score_files(
-            model,
-            args.input,
-            args.output,
-            args.q1_col,
-            args.q2_col,
-            args.threshold,
-            args.format,
-            args.master,
-        )
+        counts = score_files(*common, args.format, args.master)
         written = f"{args.output}/ (Parquet, Spark {args.master})"
     else:
         counts = score_file(
-            model,
-            args.input,
-            args.output,
-            args.q1_col,
-            args.q2_col,
-            args.threshold,
+            *common,
             args.chunk_rows,
             input_format=args.format,
             output_format=args.output_format,
