@@ -306,24 +306,100 @@ def scoring_section(report: dict) -> list[str]:
     return lines
 
 
-def find_section(report: dict) -> list[str]:
-    settings = report["settings"]
-    lines = [
-        "## Finding duplicates",
-        "",
-        "`bench/find.py`, with the bundles of a `bench/accuracy.py` run on the real subset "
-        f"(random split, own GloVe, seed 42). Index: {settings['kind']} (M {settings['hnsw_m']}, "
-        f"efConstruction {settings['ef_construction']}, efSearch {settings['ef_search']}) over "
+def _index_settings(settings: dict) -> str:
+    return (
+        f"{settings['kind']} (M {settings['hnsw_m']}, efConstruction "
+        f"{settings['ef_construction']}, efSearch {settings['ef_search']}) over "
         + (
             f"the questions' TF-IDF rows projected to {settings['tfidf_dim']} dimensions"
             if settings["vectors"] == "tfidf"
             else "the TF-IDF-weighted means of word vectors"
         )
-        + f"; {settings['candidates']} candidates re-ranked, top "
-        f"{report['top_k']} returned. Measured {measured_on(report)}.",
+    )
+
+
+def find_full_release_section(report: dict) -> list[str]:
+    settings, retrieval, fit = report["settings"], report["retrieval"], report["reranker"]
+    ks = [key for key in retrieval["candidates"] if key.startswith("recall@")]
+    lines = [
+        "## Finding duplicates in the full release",
+        "",
+        "`bench/find_full_release.py`, with the standard split and the `"
+        f"{report['model']}` bundle of `bench/full_release.py`'s run. Index: "
+        f"{_index_settings(settings)}; {settings['candidates']} candidates re-ranked. "
+        f"Measured {measured_on(report)}.",
+        "",
+        f"The learned re-ranker (LightGBM lambdarank, {settings['rerank_leaves']} leaves, "
+        f"learning rate {settings['rerank_learning_rate']}) learned from "
+        f"{fit['train_queries']:,} train questions with a known duplicate among their "
+        f"candidates ({fit['train_candidates']:,} candidates; a bank of the train split's "
+        f"questions); {fit['rounds']} rounds, chosen on "
+        f"{fit['val_queries_with_a_duplicate_candidate']:,} val queries (NDCG@1 "
+        f"{fit['val_ndcg@1']:.3f}); {fit['seconds']:,.0f} s, peak RSS {fit['peak_rss_mb']:,} MB.",
+        "",
+        f"Recall of the test split's known duplicates ({retrieval['queries']:,} queries, "
+        f"{retrieval['bank_questions']:,} questions of every split in the bank, the query's own "
+        "row skipped; a duplicate of a duplicate counts). model_only ranks by the pair "
+        f"model's probability; reranked by {1 - retrieval['blend']:.2f} x probability + "
+        f"{retrieval['blend']:.2f} x cosine (the weight with the best MRR on val); learned by "
+        "the re-ranker:",
+        "",
+        "| | " + " | ".join(ks) + " | MRR |",
+        "|---" + "|---:" * (len(ks) + 1) + "|",
+    ]
+    for part in ("candidates", "exact", "model_only", "reranked", "learned"):
+        cells = [f"{retrieval[part][k]:.3f}" for k in ks]
+        mrr = f"{retrieval[part]['mrr']:.3f}" if "mrr" in retrieval[part] else "-"
+        lines.append(f"| {part} | " + " | ".join(cells) + f" | {mrr} |")
+    lines += [
+        "",
+        f"The `duplicate` flag on the top hit of every distinct first question of the test "
+        f"split ({retrieval['flag_learned']['queries']:,}, with or without a known duplicate): "
+        "reranked flags at the pair model's threshold, learned at the re-ranker's threshold "
+        "chosen on val queries.",
+        "",
+        "| ranking | flagged | precision@1 | accuracy |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in ("reranked", "learned"):
+        flag = retrieval[f"flag_{name}"]
+        lines.append(
+            f"| {name} | {flag['flagged']:.3f} | {flag['precision@1']:.3f} | "
+            f"{flag['accuracy']:.3f} |"
+        )
+    lines += [
+        "",
+        "Banks of every distinct train question, and of 1M (those plus generated variants); "
+        "single queries end to end (normalize, embed, search, re-rank), and 2,000 at once:",
+        "",
+        "| bank | build (s) | index bytes / question | ranking | p50 (ms) | p99 (ms) | "
+        "batch queries/s |",
+        "|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for size, bank in report["banks"].items():
+        for ranking, speed in bank["ranking"].items():
+            lines.append(
+                f"| {int(size):,} | {bank['build_seconds']} | "
+                f"{bank['index_bytes_per_question']} | {ranking} | {speed['p50_ms']} | "
+                f"{speed['p99_ms']} | {speed['batch_queries_per_s']:,} |"
+            )
+    peak = max(bank["peak_rss_mb"] for bank in report["banks"].values())
+    return [*lines, "", f"Peak RSS of the whole run: {peak:,} MB.", ""]
+
+
+def find_section(report: dict) -> list[str]:
+    settings = report["settings"]
+    lines = [
+        "## Finding duplicates in the subset",
+        "",
+        "`bench/find.py`, with the bundles of a `bench/accuracy.py` run on the real subset "
+        f"(random split, own GloVe, seed 42). Index: {_index_settings(settings)}; "
+        f"{settings['candidates']} candidates re-ranked, top {report['top_k']} returned. "
+        f"Measured {measured_on(report)}.",
         "",
         "Recall of the test split's known duplicates, with every question of every split in "
-        "the bank:",
+        "the bank (measured before the learned re-ranker: only the pair's own second question "
+        "counts as found):",
         "",
     ]
     for model, figures in report["retrieval"].items():
@@ -478,6 +554,8 @@ def benchmarks_md() -> str:
         lines += scoring_section(report)
     if (report := load("spark_scoring.json")) is not None:
         lines += spark_section(report)
+    if (report := load("find_full_release.json")) is not None:
+        lines += find_full_release_section(report)
     if (report := load("find.json")) is not None:
         lines += find_section(report)
     if (report := load("serve.json")) is not None:
@@ -538,27 +616,41 @@ def readme_full() -> str:
 
 
 def readme_find() -> str:
-    """The README's short table: recall and latency of dupq-find per re-ranking model."""
-    report = load("find.json")
+    """The README's short table: recall and latency of dupq-find, by ranking, on the full
+    release."""
+    report = load("find_full_release.json")
+    retrieval = report["retrieval"]
     largest = max(report["banks"], key=int)
+    speed = report["banks"][largest]["ranking"]
     lines = [
-        "| re-ranked by | recall@1 | recall@10 | MRR | p50 / p99 ms at "
+        "| ranked by | recall@1 | recall@10 | MRR | p50 / p99 ms at "
         f"{int(largest):,} questions | queries/s in a batch |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for model, figures in report["retrieval"].items():
-        speed = report["banks"][largest]["models"][model]
-        reranked = figures["reranked"]
-        lines.append(
-            f"| `{model}` | {reranked['recall@1']:.3f} | {reranked['recall@10']:.3f} | "
-            f"{reranked['mrr']:.3f} | {speed['p50_ms']} / {speed['p99_ms']} | "
-            f"{speed['batch_queries_per_s']:,} |"
+    rows = (
+        ("the cosine alone (candidates)", "candidates", None),
+        (f"blend of cosine and `{report['model']}`", "reranked", "blend"),
+        ("learned re-ranker", "learned", "learned"),
+    )
+    for label, part, ranking in rows:
+        figures = retrieval[part]
+        timing = (
+            f"{speed[ranking]['p50_ms']} / {speed[ranking]['p99_ms']} | "
+            f"{speed[ranking]['batch_queries_per_s']:,}"
+            if ranking
+            else "- | -"
         )
-    candidates = next(iter(report["retrieval"].values()))["candidates"]
+        lines.append(
+            f"| {label} | {figures['recall@1']:.3f} | {figures['recall@10']:.3f} | "
+            f"{figures['mrr']:.3f} | {timing} |"
+        )
+    flag = retrieval["flag_learned"]
     return (
         "\n".join(lines)
-        + f"\n\nThe candidates alone: recall@1 {candidates['recall@1']:.3f}, recall@10 "
-        f"{candidates['recall@10']:.3f}. Measured {measured_on(report)}.\n"
+        + f"\n\n{retrieval['queries']:,} test queries, {retrieval['bank_questions']:,} questions "
+        f"in the bank. The learned re-ranker's `duplicate` flag marks the top hit of "
+        f"{flag['flagged']:.0%} of all test questions, and {flag['precision@1']:.1%} of those "
+        f"are known duplicates. Measured {measured_on(report)}.\n"
     )
 
 

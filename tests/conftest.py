@@ -35,6 +35,12 @@ INDEX_SETTINGS = {  # a question index small and fast enough for a unit test
     "ef_construction": 64,
     "ef_search": 64,
     "candidates": 20,
+    "rerank": "learned",
+    "rerank_queries": 1000,
+    "rerank_rounds": 30,
+    "rerank_early_stopping": 10,
+    "rerank_leaves": 7,
+    "rerank_learning_rate": 0.1,
 }
 
 STAGE_FIXTURES = {"featurized", "bundles", "params"}  # fixtures that run stages or train

@@ -95,10 +95,13 @@ def test_repro_writes_every_models_metrics(repo):
     assert "# Behaviour (stage behaviour)" in table and "| order_from_to | not duplicate |" in table
     index = json.loads((repo / "metrics" / "index.json").read_text())
     assert index["queries"] > 0 and 0 <= index["reranked"]["recall@10"] <= 1
+    assert 0 <= index["learned"]["recall@10"] <= 1 and index["reranker"]["train_queries"] > 0
     assert {p.name for p in (repo / "models" / "index").iterdir()} == {
         "index.faiss",
         "bank.parquet",
         "projection.npz",
+        "reranker.txt",
+        "reranker_chars.npz",
         "index.json",
     }
     assert json.loads((repo / "reports" / "data.json").read_text())["source"].startswith("demo")

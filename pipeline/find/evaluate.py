@@ -1,5 +1,6 @@
-"""How well the index finds known duplicates: recall@k of the nearest questions and after
-re-ranking, and the blend of the two scores chosen on the validation split."""
+"""How well the index finds known duplicates: recall@k and MRR of the nearest questions and
+after re-ranking (the blend of pair model and index scores, and the learned re-ranker), and the
+precision of the `duplicate` flag on each query's top hit."""
 
 from __future__ import annotations
 
@@ -8,97 +9,128 @@ import pandas as pd
 
 from pipeline.bundle import Bundle
 from pipeline.find.index import QuestionEncoder, QuestionIndex, new_faiss_index
+from pipeline.find.rerank import Bank, component_ids, duplicate_components, nearest_others
 from pipeline.find.search import Finder, ranking_score
 from pipeline.text import normalize
-
-
-def _recall_at(rows: np.ndarray, targets: np.ndarray, ks) -> dict:
-    hit = rows == targets[:, None]
-    return {f"recall@{k}": float(hit[:, :k].any(axis=1).mean()) for k in ks}
-
 
 BLENDS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))  # weights of the candidate score tried
 
 
+def _found(rows: np.ndarray, query_rows: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """(queries, k): whether each ranked bank row is a known duplicate of its query."""
+    return (rows >= 0) & (components[np.maximum(rows, 0)] == components[query_rows, None])
+
+
+def _ranked(rows: np.ndarray, score: np.ndarray) -> np.ndarray:
+    return np.take_along_axis(rows, np.argsort(-score, axis=1, kind="stable"), axis=1)
+
+
+def _recall(found: np.ndarray, ks) -> dict:
+    return {f"recall@{k}": float(found[:, :k].any(axis=1).mean()) for k in ks}
+
+
+def _mrr(found: np.ndarray) -> float:
+    rank = np.where(found.any(axis=1), found.argmax(axis=1) + 1, np.inf)
+    return float(np.mean(1 / rank))
+
+
+def _flag(top_found: np.ndarray, flagged: np.ndarray) -> dict:
+    """How the `duplicate` flag of each query's top hit fares."""
+    return {
+        "queries": len(flagged),
+        "flagged": float(flagged.mean()),
+        "precision@1": float(top_found[flagged].mean()) if flagged.any() else float("nan"),
+        "accuracy": float((top_found == flagged).mean()),
+    }
+
+
 def evaluate_retrieval(
-    bundle: Bundle, settings: dict, splits: dict[str, pd.DataFrame], blend: float | None = None
+    bundle: Bundle,
+    settings: dict,
+    splits: dict[str, pd.DataFrame],
+    blend: float | None = None,
+    reranker=None,
 ) -> dict:
-    """How often the known duplicate of a test question is found, with every question of
-    every split in the bank: recall@k of the nearest neighbours (approximate, and exact with
-    the same vectors), and after re-ranking them, with the re-ranked MRR. The re-ranking's
-    blend of model and index scores is `blend`, or else the one of BLENDS with the best MRR
-    on the validation split's duplicates."""
+    """How often the known duplicates of test questions are found, with every question of
+    every split in the bank (the query's own row skipped). The queries are the first
+    questions of the test split's duplicate pairs; a match is found when the graph of known
+    duplicates joins it to the query (duplicates of duplicates count). Rows: the nearest
+    neighbours (approximate, and exact with the same vectors), the pair model alone, the blend
+    of model and index scores (`blend`, or else the one of BLENDS with the best MRR on the val
+    split's queries, whose duplicates come from train and val labels only), and the learned
+    `reranker` when given. `flag_*`: the `duplicate` flag of the top hit of every distinct
+    first question of the test split, with or without a known duplicate."""
     form = bundle.text_model.text.unicode_form
-    every = pd.concat([f[c] for f in splits.values() for c in ("question1", "question2")])
-    bank_texts = pd.Series(pd.unique(normalize(every, form).dropna()), dtype="string")
+    every = normalize(
+        pd.concat([f[c] for f in splits.values() for c in ("question1", "question2")]), form
+    )
     encoder = QuestionEncoder.for_settings(bundle.text_model, settings)
-    vectors = encoder.vectors(bank_texts)
-    approximate = new_faiss_index(vectors.shape[1], settings)
-    exact = new_faiss_index(vectors.shape[1], {"kind": "flat"})
-    approximate.add(vectors)
-    exact.add(vectors)
-    bank = pd.DataFrame({"bank_id": bank_texts.index.astype(str), "question": bank_texts})
-    bank["normalized"] = bank_texts
-    finder = Finder(QuestionIndex(approximate, bank, {}, encoder), bundle, settings["candidates"])
+    bank = Bank.build(every, encoder, settings, duplicate_components(splits.values(), form))
+    exact = new_faiss_index(bank.vectors.shape[1], {"kind": "flat"})
+    exact.add(bank.vectors)
+    # the labels that choices may use: train and val only
+    seen = component_ids(duplicate_components([splits["train"], splits["val"]], form), bank.texts)
     k = settings["candidates"]
     ks = sorted({n for n in (1, 5, 10, 50) if n <= k} | {k})
-    position = pd.Index(bank_texts)
+    frame = pd.DataFrame({"bank_id": np.arange(len(bank.texts)).astype(str)})
+    frame["question"] = frame["normalized"] = pd.Series(bank.texts, dtype="string")
+    finder = Finder(QuestionIndex(bank.index, frame, {}, encoder), bundle, k)
 
-    def known_duplicates(split: pd.DataFrame):
-        duplicates = split[split["is_duplicate"] == 1]
-        queries = normalize(duplicates["question1"], form).reset_index(drop=True)
-        targets = normalize(duplicates["question2"], form).reset_index(drop=True)
-        asked = (queries != targets).to_numpy()  # a pair of one text twice has nothing to find
-        queries = queries[asked].reset_index(drop=True)
-        return queries, position.get_indexer(queries), position.get_indexer(targets[asked])
+    def queries_of(pairs: pd.DataFrame) -> np.ndarray:
+        """Bank rows of the pairs' distinct first questions (a pair of one text twice has
+        nothing to find)."""
+        first, second = normalize(pairs["question1"], form), normalize(pairs["question2"], form)
+        asked = (first != second).fillna(False).to_numpy()
+        return bank.rows_of(pd.unique(first[asked].dropna()))
 
-    def nearest(index, query_rows):
-        cosine, rows = index.search(vectors[query_rows], k + 1)
-        others = rows != query_rows[:, None]  # the bank holds the query itself: skip it
-        order = np.argsort(~others, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(cosine, order, axis=1), np.take_along_axis(rows, order, axis=1)
+    def duplicates(split: pd.DataFrame) -> pd.DataFrame:
+        return split[split["is_duplicate"] == 1]
 
-    def reranked(queries, cosine, rows, weight):
-        probability = finder.rerank(queries, rows)
-        order = np.argsort(-ranking_score(probability, cosine, weight), axis=1, kind="stable")
-        return np.take_along_axis(rows, order, axis=1), probability
-
-    def mrr(rows, target_rows):
-        found = rows == target_rows[:, None]
-        rank = np.where(found.any(axis=1), found.argmax(axis=1) + 1, np.inf)
-        return float(np.mean(1 / rank))
+    def candidates(query_rows):
+        scores, rows = nearest_others(bank.index, bank.vectors, query_rows, k)
+        queries = pd.Series(bank.texts[query_rows], dtype="string")
+        return queries, scores, rows, finder.rerank(queries, rows)
 
     if blend is None:
-        queries, query_rows, target_rows = known_duplicates(splits["val"])
-        cosine, rows = nearest(approximate, query_rows)
-        probability = finder.rerank(queries, rows)
-        scores = {
-            weight: mrr(
-                np.take_along_axis(
-                    rows, np.argsort(-ranking_score(probability, cosine, weight), axis=1), axis=1
-                ),
-                target_rows,
+        val_rows = queries_of(duplicates(splits["val"]))
+        _, scores, rows, probability = candidates(val_rows)
+        mrr = {
+            weight: _mrr(
+                _found(_ranked(rows, ranking_score(probability, scores, weight)), val_rows, seen)
             )
             for weight in BLENDS
         }
-        blend = float(max(scores, key=scores.get))
-    queries, query_rows, target_rows = known_duplicates(splits["test"])
-    cosine, candidates = nearest(approximate, query_rows)
-    by_model, _ = reranked(queries, cosine, candidates, 0.0)
-    final, _ = reranked(queries, cosine, candidates, blend)
-    result = {
-        "bank_questions": len(bank_texts),
-        "queries": len(queries),
-        "blend": blend,
-        "candidates": {
-            **_recall_at(candidates, target_rows, ks),
-            "mrr": mrr(candidates, target_rows),
-        },
-        "exact": _recall_at(nearest(exact, query_rows)[1], target_rows, ks),
-        "model_only": {**_recall_at(by_model, target_rows, ks), "mrr": mrr(by_model, target_rows)},
-        "reranked": {**_recall_at(final, target_rows, ks), "mrr": mrr(final, target_rows)},
+        blend = float(max(mrr, key=mrr.get))
+    test_rows = queries_of(duplicates(splits["test"]))
+    queries, scores, rows, probability = candidates(test_rows)
+    by = {
+        "candidates": rows,
+        "model_only": _ranked(rows, ranking_score(probability, scores, 0.0)),
+        "reranked": _ranked(rows, ranking_score(probability, scores, blend)),
     }
+    if reranker is not None:
+        by["learned"] = _ranked(rows, reranker.scores(queries, bank.texts, scores, rows))
+    result = {"bank_questions": len(bank.texts), "queries": len(test_rows), "blend": blend}
+    for name, ranked in by.items():
+        found = _found(ranked, test_rows, bank.components)
+        result[name] = {**_recall(found, ks), "mrr": _mrr(found)}
+    nearest = nearest_others(exact, bank.vectors, test_rows, k)[1]
+    result["exact"] = _recall(_found(nearest, test_rows, bank.components), ks)
     exact_at_10 = result["exact"].get("recall@10")
     if exact_at_10:
         result["reranked_recall@10_over_exact"] = result["reranked"]["recall@10"] / exact_at_10
+
+    every_first = queries_of(splits["test"])
+    queries, scores, rows, probability = candidates(every_first)
+    ranking = ranking_score(probability, scores, blend)
+    top = np.argmax(ranking, axis=1)[:, None]
+    top_found = _found(np.take_along_axis(rows, top, axis=1), every_first, bank.components)[:, 0]
+    top_probability = np.take_along_axis(probability, top, axis=1)[:, 0]
+    result["flag_reranked"] = _flag(top_found, top_probability >= bundle.threshold)
+    if reranker is not None:
+        learned = reranker.scores(queries, bank.texts, scores, rows)
+        top = np.argmax(learned, axis=1)[:, None]
+        top_found = _found(np.take_along_axis(rows, top, axis=1), every_first, bank.components)
+        top_score = np.take_along_axis(learned, top, axis=1)[:, 0]
+        result["flag_learned"] = _flag(top_found[:, 0], top_score >= reranker.threshold)
     return result

@@ -25,12 +25,12 @@ from pipeline.io import (
     write_json,
 )
 from pipeline.models import kind_names
-from pipeline.params import Choice, Int, OneOf, Optional, Section, Text
+from pipeline.params import Choice, Int, Number, OneOf, Optional, Section, Text
 from pipeline.tables import concat_rows, not_text, open_table
 from pipeline.text import normalize
 
 log = logging.getLogger("find")
-FORMAT_VERSION = 2  # 2: the model's path is relative to the index directory
+FORMAT_VERSION = 3  # 2: the model's path is relative to the index; 3: a learned re-ranker
 INDEX_FILE, BANK_FILE, META_FILE = "index.faiss", "bank.parquet", "index.json"
 PROJECTION_FILE = "projection.npz"
 
@@ -87,15 +87,18 @@ class QuestionIndex:
     bank: pd.DataFrame  # bank_id, question (as given), normalized
     meta: dict
     encoder: QuestionEncoder
+    reranker: object = None  # a find.rerank.Reranker, or None: matches ranked by the blend
 
     @classmethod
     def build(
-        cls, questions, ids, bundle: Bundle, settings: dict, blend: float = 0.0
+        cls, questions, ids, bundle: Bundle, settings: dict, blend: float = 0.0, reranker=None
     ) -> QuestionIndex:
         """Index `questions` (with their `ids`, or row numbers when None) for `bundle`;
-        `blend` is the weight of the index's score when re-ranking (`ranking_score`)."""
+        `blend` is the weight of the index's score when re-ranking by the pair model
+        (`ranking_score`), used when there is no learned `reranker`."""
         meta = {
             "blend": blend,
+            "reranker": None,
             "format_version": FORMAT_VERSION,
             "dupq_version": __version__,
             "text_model_files": _text_model_files(bundle),
@@ -110,7 +113,7 @@ class QuestionIndex:
             }
         )
         encoder = QuestionEncoder.for_settings(bundle.text_model, settings)
-        built = cls(new_faiss_index(encoder.dim, settings), empty, meta, encoder)
+        built = cls(new_faiss_index(encoder.dim, settings), empty, meta, encoder, reranker)
         built.add(questions, ids, bundle)
         return built
 
@@ -164,6 +167,8 @@ class QuestionIndex:
             if self.encoder.projection is not None:
                 save_npz(staging / PROJECTION_FILE, projection=self.encoder.projection)
             self.bank.to_parquet(staging / BANK_FILE, index=False)
+            if self.reranker is not None:
+                self.meta["reranker"] = self.reranker.save(staging)
             model = os.path.relpath(self.meta["model"], Path(directory).resolve())
             write_json(
                 staging / META_FILE, {**self.meta, "model": model, "files": file_hashes(staging)}
@@ -200,7 +205,11 @@ class QuestionIndex:
         meta = cls.read_meta(directory)
         expected = meta.get("files") or {}
         projected = meta["settings"]["vectors"] == "tfidf"
+        from pipeline.find import rerank
+
+        learned = meta["reranker"] is not None
         needed = {INDEX_FILE, BANK_FILE} | ({PROJECTION_FILE} if projected else set())
+        needed |= {rerank.MODEL_FILE, rerank.CHARS_FILE} if learned else set()
         for name in sorted(needed):
             if not (directory / name).is_file():
                 raise InputError(f"{directory}: incomplete index, missing {name}")
@@ -220,7 +229,13 @@ class QuestionIndex:
         if hasattr(index, "hnsw"):
             index.hnsw.efSearch = meta["settings"]["ef_search"]
         projection = load_npz(directory / PROJECTION_FILE)["projection"] if projected else None
-        return cls(index, bank, meta, QuestionEncoder(bundle.text_model, projection))
+        reranker = None
+        if learned:
+            try:
+                reranker = rerank.Reranker.load(directory, meta["reranker"], bundle.text_model)
+            except (ValueError, KeyError) as err:
+                raise InputError(f"{directory}: {err}") from None
+        return cls(index, bank, meta, QuestionEncoder(bundle.text_model, projection), reranker)
 
 
 INDEX = Section(
@@ -239,6 +254,12 @@ INDEX = Section(
         "ef_search": Int(),
         "candidates": Int(),
         "top_k": Int(),
+        "rerank": Choice("learned", "blend"),
+        "rerank_queries": Int(),
+        "rerank_rounds": Int(),
+        "rerank_early_stopping": Int(),
+        "rerank_leaves": Int(2),
+        "rerank_learning_rate": Number(),
     },
 )
 SETTINGS = (
@@ -253,20 +274,21 @@ SETTINGS = (
 )
 
 
-META_FIELDS = {  # index.json's fields and their JSON types
-    "blend": (int, float),
-    "model": str,
-    "text_model_files": dict,
-    "settings": dict,
-    "files": dict,
+META_FIELDS = {  # index.json's fields: their JSON types, and those types in words
+    "blend": ((int, float), "number"),
+    "reranker": ((dict, type(None)), "dict or null"),
+    "model": (str, "string"),
+    "text_model_files": (dict, "dict"),
+    "settings": (dict, "dict"),
+    "files": (dict, "dict"),
 }
 
 
 def _meta_problem(meta: dict) -> str | None:
     """What is missing or wrong in an index.json that parsed, field by field."""
-    for name, types in META_FIELDS.items():
-        if not isinstance(meta.get(name), types):
-            return f"field {name!r} missing or not a {getattr(types, '__name__', 'number')}"
+    for name, (types, words) in META_FIELDS.items():
+        if name not in meta or not isinstance(meta[name], types):
+            return f"field {name!r} missing or not a {words}"
     missing = [key for key in SETTINGS if key not in meta["settings"]]
     if missing:
         return f"field 'settings' lacks {', '.join(missing)}"

@@ -1,5 +1,6 @@
-"""Finding a question's known duplicates: its nearest questions in the index, re-ranked by a
-pair model through the bundle's own scoring code."""
+"""Finding a question's known duplicates: its nearest questions in the index, re-ranked by the
+index's learned re-ranker (`find.rerank`) or else by a blend of the index's score and a pair
+model's probability, through the bundle's own scoring code."""
 
 from __future__ import annotations
 
@@ -35,16 +36,16 @@ class Finder:
         self.index, self.bundle, self.candidates, self.blend = index, bundle, candidates, blend
         self.batch = 8192  # pairs per call of the model's per-pair part
 
-    def find(self, queries, top_k: int, threshold: float | None = None) -> pd.DataFrame:
-        """One row per (query, match) for the top_k matches by `ranking_score`; `duplicate`
-        is the pair model's probability at the bundle's threshold. A query that is missing,
-        not text or empty keeps one row with its error."""
+    def find(self, queries, top_k: int) -> pd.DataFrame:
+        """One row per (query, match) for the top_k matches by `score`: the learned
+        re-ranker's, or else `ranking_score`. `duplicate` is that score at the re-ranker's
+        threshold, or else the pair model's probability at the bundle's threshold. A query
+        that is missing, not text or empty keeps one row with its error."""
         if queries is None or isinstance(queries, str | bytes):
             raise ValueError(
                 f"queries must be a sequence of questions, got {type(queries).__name__}"
             )
         queries = pd.Series(queries).reset_index(drop=True)
-        threshold = self.bundle.threshold if threshold is None else threshold
         checked = Pairs.from_columns(queries, queries, self.bundle.text_model.text)
         errors = pd.Series(checked.errors).str.replace("question1 is", "query is", regex=False)
         valid = np.flatnonzero(checked.valid)
@@ -54,9 +55,14 @@ class Finder:
             normalized = checked.questions.iloc[checked.first[rows]].reset_index(drop=True)
             scores, bank_rows = self.candidates_of(normalized)
             probability = self.rerank(normalized, bank_rows)
-            matches.append(self._top(queries, rows, scores, bank_rows, probability, top_k))
+            ranking = self.ranking(normalized, scores, bank_rows, probability)
+            matches.append(self._top(queries, rows, scores, bank_rows, probability, ranking, top_k))
         out = concat_rows(matches)
-        out["duplicate"] = (out["probability"] >= threshold).astype("boolean")
+        reranker = self.index.reranker
+        flagged = out["probability"] >= self.bundle.threshold
+        if reranker is not None:
+            flagged = out["score"] >= reranker.threshold
+        out["duplicate"] = flagged.astype("boolean")
         out.loc[out["error"] != "", "duplicate"] = pd.NA
         return out.sort_values(["query_row", "rank"], kind="stable", ignore_index=True)[
             list(OUTPUT_COLUMNS)
@@ -82,8 +88,14 @@ class Finder:
         probability[present] = self.bundle.probability(raw, keys[first] == keys[second])
         return probability
 
-    def _top(self, queries, rows, scores, bank_rows, probability, top_k) -> pd.DataFrame:
-        ranking = ranking_score(probability, scores, self.blend)
+    def ranking(self, normalized, scores, bank_rows, probability) -> np.ndarray:
+        """What the candidates are ranked by; -inf where there is no candidate."""
+        if self.index.reranker is None:
+            return ranking_score(probability, scores, self.blend)
+        bank = self.index.column("normalized")
+        return self.index.reranker.scores(normalized.to_numpy(object), bank, scores, bank_rows)
+
+    def _top(self, queries, rows, scores, bank_rows, probability, ranking, top_k) -> pd.DataFrame:
         order = np.argsort(-ranking, axis=1, kind="stable")[:, :top_k]
         picked = np.take_along_axis(bank_rows, order, axis=1)
         present = picked >= 0

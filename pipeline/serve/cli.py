@@ -43,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count(), help="worker threads (default: the cores)"
     )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log a line per request (off by default, as each line costs time on the event "
+        "loop; /metrics counts requests either way)",
+    )
     args = parser.parse_args(argv)
     if args.model is None and args.index is None:
         parser.error("give --model, --index, or both")
@@ -66,6 +72,7 @@ def _serve(args) -> int:
         host=args.host,
         port=args.port,
         log_level="info",
+        access_log=args.access_log,
         timeout_graceful_shutdown=GRACE_SECONDS,
     )
     return 0

@@ -1,10 +1,12 @@
 """Stage `index`: a FAISS index over a bank of known questions, for `dupq-find`.
 
-Reads params `index` (bank, re-ranking model, FAISS settings), the processed splits and the
-re-ranking bundle; writes models/index/ (index.faiss, bank.parquet, index.json with the
-sha256 of each file and of the text model it was built with) and metrics/index.json: recall@k
-of the test split's known duplicates with every question of every split in the bank, before
-and after re-ranking, against exact search with the same vectors.
+Reads params `index` (bank, re-ranking model, FAISS and re-ranker settings), the processed
+splits and the re-ranking bundle; trains the learned re-ranker (`index.rerank: learned`) on
+the train split's retrieved candidates; writes models/index/ (index.faiss, bank.parquet, the
+re-ranker's files, index.json with the sha256 of each file and of the text model it was built
+with) and metrics/index.json: recall@k and MRR of the test split's known duplicates with every
+question of every split in the bank, before and after re-ranking, against exact search with
+the same vectors, and the precision of the top hit's `duplicate` flag.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pandas as pd
 from pipeline.bundle import load_bundle
 from pipeline.find.evaluate import evaluate_retrieval
 from pipeline.find.index import INDEX, QuestionIndex, read_questions
+from pipeline.find.rerank import fit_reranker
 from pipeline.io import write_json
 from pipeline.stages._cli import ALL, run_stage
 
@@ -38,11 +41,14 @@ def run(params: dict) -> dict:
     else:
         questions, ids = read_questions(cfg["questions"], cfg["question_col"], cfg["id_col"])
         source = cfg["questions"]
+    reranker, reranker_info = None, None
+    if cfg["rerank"] == "learned":
+        reranker, reranker_info = fit_reranker(bundle, cfg, splits)
     start = time.perf_counter()
-    metrics = evaluate_retrieval(bundle, cfg, splits)  # chooses the blend on the val split
+    metrics = evaluate_retrieval(bundle, cfg, splits, reranker=reranker)  # blend chosen on val
     evaluate_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    index = QuestionIndex.build(questions, ids, bundle, cfg, metrics["blend"])
+    index = QuestionIndex.build(questions, ids, bundle, cfg, metrics["blend"], reranker)
     build_seconds = time.perf_counter() - start
     index.save(paths["index"])
     log.info(
@@ -53,6 +59,7 @@ def run(params: dict) -> dict:
         build_seconds,
     )
     metrics.update(
+        reranker=reranker_info,
         index_questions=len(index.bank),
         build_seconds=round(build_seconds, 2),
         evaluate_seconds=round(evaluate_seconds, 2),
@@ -61,12 +68,14 @@ def run(params: dict) -> dict:
         ),
     )
     write_json(paths["index_metrics"], metrics)
+    ranked = metrics.get("learned", metrics["reranked"])
     log.info(
-        "%s: recall@10 %.3f before re-ranking, %.3f after (exact search: %.3f) -> %s",
-        cfg["model"],
+        "recall@1 %.3f, recall@10 %.3f before re-ranking; %.3f, %.3f after (%s) -> %s",
+        metrics["candidates"]["recall@1"],
         metrics["candidates"].get("recall@10", float("nan")),
-        metrics["reranked"].get("recall@10", float("nan")),
-        metrics["exact"].get("recall@10", float("nan")),
+        ranked["recall@1"],
+        ranked.get("recall@10", float("nan")),
+        "learned re-ranker" if reranker else f"blend with {cfg['model']}",
         paths["index_metrics"],
     )
     return metrics

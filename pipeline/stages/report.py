@@ -54,17 +54,20 @@ def render(rows: dict[str, dict]) -> str:
 
 def render_retrieval(metrics: dict, model: str) -> str:
     """Recall of the test split's known duplicates by dupq-find's index (stage index)."""
-    parts = ("candidates", "exact", "model_only", "reranked")
+    parts = [
+        p for p in ("candidates", "exact", "model_only", "reranked", "learned") if p in metrics
+    ]
     ks = [key for key in metrics["candidates"] if key.startswith("recall@")]
     lines = [
         "",
         "# Finding duplicates (stage index)",
         "",
         f"The test split's known duplicates looked up among {metrics['bank_questions']:,} "
-        f"questions ({metrics['queries']:,} queries); candidates re-ranked by `{model}` "
-        f"(model_only), and by {1 - metrics['blend']:.2f} x its probability + "
-        f"{metrics['blend']:.2f} x the candidate's cosine (reranked: the weight chosen on the "
-        "validation split).",
+        f"questions ({metrics['queries']:,} queries; duplicates of duplicates count); "
+        f"candidates re-ranked by `{model}` (model_only), by {1 - metrics['blend']:.2f} x its "
+        f"probability + {metrics['blend']:.2f} x the candidate's cosine (reranked: the weight "
+        "chosen on the validation split), and by the learned re-ranker (learned) where the "
+        "index has one.",
         "",
         "| | " + " | ".join(ks) + " | MRR |",
         "|---" * (len(ks) + 2) + "|",
@@ -73,6 +76,22 @@ def render_retrieval(metrics: dict, model: str) -> str:
         cells = [f"{metrics[part][k]:.4f}" for k in ks]
         mrr = f"{metrics[part]['mrr']:.4f}" if "mrr" in metrics[part] else "-"
         lines.append(f"| {part} | " + " | ".join(cells) + f" | {mrr} |")
+    flags = [name for name in ("flag_reranked", "flag_learned") if name in metrics]
+    if flags:
+        lines += [
+            "",
+            "The `duplicate` flag on each test question's top hit (every distinct first "
+            "question of the test split, with or without a known duplicate):",
+            "",
+            "| ranking | flagged | precision@1 | accuracy |",
+            "|---|---:|---:|---:|",
+        ]
+        for name in flags:
+            flag = metrics[name]
+            lines.append(
+                f"| {name.removeprefix('flag_')} | {flag['flagged']:.3f} | "
+                f"{flag['precision@1']:.3f} | {flag['accuracy']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
