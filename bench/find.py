@@ -47,6 +47,22 @@ def generated_bank(questions: pd.Series, size: int, seed: int = 0) -> pd.Series:
     return pd.concat([base, variants], ignore_index=True)
 
 
+def timed_index(bank: pd.Series, bundle, settings: dict, blend: float = 0.0):
+    """(index, its build time and bytes per question) of a bank of questions."""
+    import faiss
+
+    start = time.perf_counter()
+    index = QuestionIndex.build(bank, None, bundle, settings, blend)
+    figures = {
+        "questions": len(index.bank),
+        "build_seconds": round(time.perf_counter() - start, 1),
+        "index_bytes_per_question": round(
+            faiss.serialize_index(index.index).nbytes / len(index.bank)
+        ),
+    }
+    return index, figures
+
+
 def latency(finder: Finder, queries: pd.Series, top_k: int) -> dict:
     times = []
     for query in queries:
@@ -106,20 +122,8 @@ def main() -> None:
     test = splits["test"]
     queries = test["question1"].iloc[: args.queries].reset_index(drop=True)
     for size in args.sizes:
-        bank = generated_bank(every, size)
-        start = time.perf_counter()
-        index = QuestionIndex.build(bank, None, first, settings)
-        build_seconds = time.perf_counter() - start
-        import faiss
-
-        figures = {
-            "questions": len(index.bank),
-            "build_seconds": round(build_seconds, 1),
-            "index_bytes_per_question": round(
-                faiss.serialize_index(index.index).nbytes / len(index.bank)
-            ),
-            "models": {},
-        }
+        index, figures = timed_index(generated_bank(every, size), first, settings)
+        figures["models"] = {}
         for name, bundle in bundles.items():
             blend = report["retrieval"][name]["blend"]
             finder = Finder(index, bundle, settings["candidates"], blend)

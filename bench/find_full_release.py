@@ -28,11 +28,10 @@ from datetime import date
 import pandas as pd
 import yaml
 from common import ROOT, machine
-from find import generated_bank, latency
+from find import generated_bank, latency, timed_index
 
 from pipeline.bundle import load_bundle
 from pipeline.find.evaluate import evaluate_retrieval
-from pipeline.find.index import QuestionIndex
 from pipeline.find.rerank import fit_reranker
 from pipeline.find.search import Finder
 from pipeline.io import write_json
@@ -89,19 +88,8 @@ def main() -> None:
     report["banks"] = {}
     for size in [len(train_questions), *args.sizes]:
         bank = generated_bank(train_questions, size)
-        start = time.perf_counter()
-        index = QuestionIndex.build(bank, None, bundle, settings, report["retrieval"]["blend"])
-        build_seconds = time.perf_counter() - start
-        import faiss
-
-        figures = {
-            "questions": len(index.bank),
-            "build_seconds": round(build_seconds, 1),
-            "index_bytes_per_question": round(
-                faiss.serialize_index(index.index).nbytes / len(index.bank)
-            ),
-            "ranking": {},
-        }
+        index, figures = timed_index(bank, bundle, settings, report["retrieval"]["blend"])
+        figures["ranking"] = {}
         for ranking, learned in (("learned", reranker), ("blend", None)):
             index.reranker = learned
             finder = Finder(index, bundle, settings["candidates"], report["retrieval"]["blend"])

@@ -318,9 +318,30 @@ def _index_settings(settings: dict) -> str:
     )
 
 
+def recall_table(figures: dict, parts) -> list[str]:
+    """recall@k and MRR of each ranking of the candidates."""
+    ks = [key for key in figures["candidates"] if key.startswith("recall@")]
+    lines = ["| | " + " | ".join(ks) + " | MRR |", "|---" + "|---:" * (len(ks) + 1) + "|"]
+    for part in parts:
+        cells = [f"{figures[part][k]:.3f}" for k in ks]
+        mrr = f"{figures[part]['mrr']:.3f}" if "mrr" in figures[part] else "-"
+        lines.append(f"| {part} | " + " | ".join(cells) + f" | {mrr} |")
+    return lines
+
+
+def speed_rows(banks: dict, key: str, label: str) -> list[str]:
+    """A row per bank size and re-ranking of dupq-find's build and query times."""
+    return [
+        f"| {int(size):,} | {bank['build_seconds']} | {bank['index_bytes_per_question']} | "
+        f"{label.format(name)} | {speed['p50_ms']} | {speed['p99_ms']} | "
+        f"{speed['batch_queries_per_s']:,} |"
+        for size, bank in banks.items()
+        for name, speed in bank[key].items()
+    ]
+
+
 def find_full_release_section(report: dict) -> list[str]:
     settings, retrieval, fit = report["settings"], report["retrieval"], report["reranker"]
-    ks = [key for key in retrieval["candidates"] if key.startswith("recall@")]
     lines = [
         "## Finding duplicates in the full release",
         "",
@@ -344,13 +365,8 @@ def find_full_release_section(report: dict) -> list[str]:
         f"{retrieval['blend']:.2f} x cosine (the weight with the best MRR on val); learned by "
         "the re-ranker:",
         "",
-        "| | " + " | ".join(ks) + " | MRR |",
-        "|---" + "|---:" * (len(ks) + 1) + "|",
+        *recall_table(retrieval, ("candidates", "exact", "model_only", "reranked", "learned")),
     ]
-    for part in ("candidates", "exact", "model_only", "reranked", "learned"):
-        cells = [f"{retrieval[part][k]:.3f}" for k in ks]
-        mrr = f"{retrieval[part]['mrr']:.3f}" if "mrr" in retrieval[part] else "-"
-        lines.append(f"| {part} | " + " | ".join(cells) + f" | {mrr} |")
     lines += [
         "",
         f"The `duplicate` flag on the top hit of every distinct first question of the test "
@@ -376,13 +392,7 @@ def find_full_release_section(report: dict) -> list[str]:
         "batch queries/s |",
         "|---:|---:|---:|---|---:|---:|---:|",
     ]
-    for size, bank in report["banks"].items():
-        for ranking, speed in bank["ranking"].items():
-            lines.append(
-                f"| {int(size):,} | {bank['build_seconds']} | "
-                f"{bank['index_bytes_per_question']} | {ranking} | {speed['p50_ms']} | "
-                f"{speed['p99_ms']} | {speed['batch_queries_per_s']:,} |"
-            )
+    lines += speed_rows(report["banks"], "ranking", "{}")
     peak = max(bank["peak_rss_mb"] for bank in report["banks"].values())
     return [*lines, "", f"Peak RSS of the whole run: {peak:,} MB.", ""]
 
@@ -403,7 +413,6 @@ def find_section(report: dict) -> list[str]:
         "",
     ]
     for model, figures in report["retrieval"].items():
-        ks = [key for key in figures["candidates"] if key.startswith("recall@")]
         lines += [
             f"Re-ranked by `{model}` ({figures['queries']:,} queries, "
             f"{figures['bank_questions']:,} questions in the bank). model_only ranks the "
@@ -411,14 +420,9 @@ def find_section(report: dict) -> list[str]:
             f"x probability + {figures['blend']:.2f} x cosine, the weight with the best MRR on "
             "the validation split's duplicates:",
             "",
-            "| | " + " | ".join(ks) + " | MRR |",
-            "|---" + "|---:" * (len(ks) + 1) + "|",
+            *recall_table(figures, ("candidates", "exact", "model_only", "reranked")),
+            "",
         ]
-        for part in ("candidates", "exact", "model_only", "reranked"):
-            cells = [f"{figures[part][k]:.3f}" for k in ks]
-            mrr = f"{figures[part]['mrr']:.3f}" if "mrr" in figures[part] else "-"
-            lines.append(f"| {part} | " + " | ".join(cells) + f" | {mrr} |")
-        lines.append("")
     by_vectors = report.get("candidates_by_vectors", {})
     if by_vectors:
         ks = [
@@ -447,13 +451,7 @@ def find_section(report: dict) -> list[str]:
         "| batch queries/s |",
         "|---:|---:|---:|---|---:|---:|---:|",
     ]
-    for size, bank in report["banks"].items():
-        for model, speed in bank["models"].items():
-            lines.append(
-                f"| {int(size):,} | {bank['build_seconds']} | {bank['index_bytes_per_question']} "
-                f"| `{model}` | {speed['p50_ms']} | {speed['p99_ms']} "
-                f"| {speed['batch_queries_per_s']:,} |"
-            )
+    lines += speed_rows(report["banks"], "models", "`{}`")
     return [*lines, ""]
 
 
