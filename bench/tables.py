@@ -397,6 +397,25 @@ def find_full_release_section(report: dict) -> list[str]:
     return [*lines, "", f"Peak RSS of the whole run: {peak:,} MB.", ""]
 
 
+def find_candidates_section(report: dict) -> list[str]:
+    stages = report["stages"]
+    ks = [key for key in stages["hnsw"] if key.startswith("recall@")]
+    lines = [
+        "Candidate stages (`bench/find_candidates.py`, the same bank and queries; measured "
+        f"{measured_on(report)}): dupq-find's HNSW over projected TF-IDF rows; exact cosine "
+        "over the full TF-IDF rows; BM25 over the text model's words; and a budget of n "
+        "candidates split between HNSW's best n/2 and BM25's best new ones:",
+        "",
+        "| candidates from | " + " | ".join(ks) + " | queries/s |",
+        "|---" + "|---:" * (len(ks) + 1) + "|",
+    ]
+    for name, figures in stages.items():
+        cells = [f"{figures[k]:.3f}" for k in ks]
+        speed = f"{figures['queries_per_s']:,}" if "queries_per_s" in figures else "-"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {speed} |")
+    return [*lines, ""]
+
+
 def find_section(report: dict) -> list[str]:
     settings = report["settings"]
     lines = [
@@ -554,6 +573,8 @@ def benchmarks_md() -> str:
         lines += spark_section(report)
     if (report := load("find_full_release.json")) is not None:
         lines += find_full_release_section(report)
+    if (report := load("find_candidates.json")) is not None:
+        lines += find_candidates_section(report)
     if (report := load("find.json")) is not None:
         lines += find_section(report)
     if (report := load("serve.json")) is not None:
