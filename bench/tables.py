@@ -404,7 +404,9 @@ def find_candidates_section(report: dict) -> list[str]:
         "Candidate stages (`bench/find_candidates.py`, the same bank and queries; measured "
         f"{measured_on(report)}): dupq-find's HNSW over projected TF-IDF rows; exact cosine "
         "over the full TF-IDF rows; BM25 over the text model's words; and a budget of n "
-        "candidates split between HNSW's best n/2 and BM25's best new ones:",
+        "candidates split between HNSW's best n/2 and BM25's best new ones. queries/s: all "
+        "queries at once for HNSW; the exact stages score batches of 128 queries against the "
+        "whole bank by brute force (no inverted index):",
         "",
         "| candidates from | " + " | ".join(ks) + " | queries/s |",
         "|---" + "|---:" * (len(ks) + 1) + "|",
