@@ -55,7 +55,9 @@ def main() -> None:
     work = ROOT / args.work
     settings = yaml.safe_load((ROOT / "params.yaml").read_text())["index"]
     for item in args.set:
-        key, value = item.split("=", 1)
+        key, equals, value = item.partition("=")
+        if not equals or key not in settings:
+            parser.error(f"-S {item!r}: expected KEY=VALUE with KEY one of index's keys")
         settings[key] = yaml.safe_load(value)
     model = args.model or settings["model"]
     splits = {

@@ -121,3 +121,10 @@ def test_an_add_keeps_the_reranker_and_damage_to_it_is_a_clear_error(learned_ind
     (learned_index / CHARS_FILE).unlink()
     with pytest.raises(InputError, match=f"incomplete index, missing {CHARS_FILE}"):
         QuestionIndex.load(learned_index, bundle)
+
+
+def test_a_train_split_without_duplicates_is_a_clear_error(learned):
+    bundle, splits, _, _ = learned
+    no_duplicates = {**splits, "train": splits["train"].assign(is_duplicate=0)}
+    with pytest.raises(InputError, match="index.rerank: blend"):
+        fit_reranker(bundle, INDEX_SETTINGS, no_duplicates)

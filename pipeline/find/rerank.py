@@ -27,6 +27,7 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm import tqdm
 
+from pipeline.errors import InputError
 from pipeline.find.index import QuestionEncoder, new_faiss_index
 from pipeline.io import load_npz, save_npz
 from pipeline.metrics import choose_threshold
@@ -208,14 +209,20 @@ def fit_reranker(bundle, settings: dict, splits: dict) -> tuple[Reranker, dict]:
         train_questions, encoder, settings, duplicate_components([splits["train"]], form)
     )
     known = bank.components >= 0
-    texts_per_component = np.bincount(bank.components[known])
+    texts_per_component = np.bincount(bank.components[known], minlength=1)
     in_group = np.flatnonzero(
         known & (texts_per_component[np.where(known, bank.components, 0)] > 1)
     )
     rng = np.random.default_rng(settings["seed"])
     picked = np.sort(rng.permutation(in_group)[: settings["rerank_queries"]])
     log.info("re-ranker: %d train queries of %d with known duplicates", len(picked), len(in_group))
-    x_train, y_train, g_train = _with_relevant(*bank.groups(features, picked, k, "train"))
+    if len(picked):
+        x_train, y_train, g_train = _with_relevant(*bank.groups(features, picked, k, "train"))
+    if not len(picked) or not len(g_train):
+        raise InputError(
+            "index.rerank: learned needs train questions with a known duplicate among their "
+            f"{k} candidates, and the train split has none; use index.rerank: blend"
+        )
 
     # val queries look among the train and val questions, with both splits' labels
     bank.grow(
