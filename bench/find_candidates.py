@@ -65,15 +65,19 @@ def bm25_rows(counts: sp.csr_matrix, k1: float = 1.2, b: float = 0.75) -> sp.csr
 def merged(first: np.ndarray, second: np.ndarray, budget: int) -> np.ndarray:
     """Half the budget from `first`'s best, the rest from `second`'s best rows not among
     them (then `first`'s next ones, if `second` runs short)."""
-    out = np.full((len(first), budget), -1, dtype=np.int64)
     half = budget // 2
-    for row in range(len(first)):
-        picked = dict.fromkeys(first[row, :half])
-        for candidate in np.concatenate([second[row], first[row, half:]]):
-            if len(picked) == budget:
-                break
-            picked.setdefault(candidate)
-        out[row, : len(picked)] = list(picked)
+    combined = np.concatenate([first[:, :half], second, first[:, half:]], axis=1)
+    order = np.argsort(combined, axis=1, kind="stable")  # a repeat sorts after its first
+    in_order = np.take_along_axis(combined, order, axis=1)
+    repeat = np.zeros(combined.shape, dtype=bool)
+    repeat[:, 1:] = in_order[:, 1:] == in_order[:, :-1]
+    seen_before = np.empty_like(repeat)
+    np.put_along_axis(seen_before, order, repeat, axis=1)
+    keep = ~seen_before
+    slot = np.cumsum(keep, axis=1) - 1
+    keep &= slot < budget
+    out = np.full((len(first), budget), -1, dtype=np.int64)
+    out[np.nonzero(keep)[0], slot[keep]] = combined[keep]
     return out
 
 
