@@ -2,15 +2,19 @@
 
 Uses the scratch directory of bench/full_release.py (its standard-split data and the text model
 of its `gbdt` bundle). The bank is every question of every split; the queries are the first
-questions of the test split's duplicate pairs (the query's own row skipped; a duplicate of a
+questions of a split's duplicate pairs (the query's own row skipped; a duplicate of a
 duplicate counts), as in bench/find_full_release.py. Compares, by recall@10/50/100:
 
-- `hnsw`: dupq-find's candidates (the TF-IDF rows randomly projected, HNSW), as configured;
+- `hnsw`: dupq-find's vector index (the TF-IDF rows randomly projected, HNSW), as configured;
 - `tfidf_exact`: exact cosine over the full TF-IDF rows (no projection, no approximation);
 - `bm25`: BM25 over the text model's words (k1 1.2, b 0.75);
+- `lexical`: dupq-find's second source (`find.candidates.LexicalIndex`: the exact TF-IDF
+  cosine of the bank questions sharing a query's rarer words);
 - `hnsw+bm25`: a budget of n candidates, the first n/2 from HNSW, the rest from BM25's best
-  where new.
+  where new;
+- `dupq-find`: its candidates as configured (`index.lexical_share` of them from `lexical`).
 
+Each for the val split's queries (where settings are chosen) and the test split's.
 Writes reports/bench/find_candidates.json. Not a test: figures depend on the machine.
 """
 
@@ -27,8 +31,9 @@ import yaml
 from common import ROOT, machine
 
 from pipeline.bundle import load_bundle
+from pipeline.find.candidates import merge_candidates, nearest
 from pipeline.find.index import QuestionEncoder
-from pipeline.find.rerank import Bank, duplicate_components, nearest_others
+from pipeline.find.rerank import Bank, duplicate_components
 from pipeline.io import write_json
 from pipeline.text import normalize
 
@@ -62,25 +67,6 @@ def bm25_rows(counts: sp.csr_matrix, k1: float = 1.2, b: float = 0.75) -> sp.csr
     return weights.tocsr()
 
 
-def merged(first: np.ndarray, second: np.ndarray, budget: int) -> np.ndarray:
-    """Half the budget from `first`'s best, the rest from `second`'s best rows not among
-    them (then `first`'s next ones, if `second` runs short)."""
-    half = budget // 2
-    combined = np.concatenate([first[:, :half], second, first[:, half:]], axis=1)
-    order = np.argsort(combined, axis=1, kind="stable")  # a repeat sorts after its first
-    in_order = np.take_along_axis(combined, order, axis=1)
-    repeat = np.zeros(combined.shape, dtype=bool)
-    repeat[:, 1:] = in_order[:, 1:] == in_order[:, :-1]
-    seen_before = np.empty_like(repeat)
-    np.put_along_axis(seen_before, order, repeat, axis=1)
-    keep = ~seen_before
-    slot = np.cumsum(keep, axis=1) - 1
-    keep &= slot < budget
-    out = np.full((len(first), budget), -1, dtype=np.int64)
-    out[np.nonzero(keep)[0], slot[keep]] = combined[keep]
-    return out
-
-
 def recall(rows: np.ndarray, queries: np.ndarray, components: np.ndarray) -> dict:
     found = (rows >= 0) & (components[np.maximum(rows, 0)] == components[queries, None])
     return {f"recall@{k}": round(float(found[:, :k].any(axis=1).mean()), 4) for k in KS}
@@ -108,47 +94,57 @@ def main() -> None:
         settings,
         duplicate_components(splits.values(), form),
     )
-    test = splits["test"][splits["test"]["is_duplicate"] == 1]
-    first, second = normalize(test["question1"], form), normalize(test["question2"], form)
-    asked = (first != second).fillna(False).to_numpy()
-    queries = bank.rows_of(pd.unique(first[asked].dropna()))
-    k = max(KS)
     report = {
         "date": date.today().isoformat(),
         "machine": machine(),
         "settings": settings,
         "bank_questions": len(bank.texts),
-        "queries": len(queries),
-        "stages": {},
     }
-    timed = {}
-    start = time.perf_counter()
-    hnsw = nearest_others(bank.index, bank.vectors, queries, k)[1]
-    timed["hnsw"] = time.perf_counter() - start
     tokens = text_model.tokens(pd.Series(bank.texts, dtype="string"))
     tfidf = text_model.tfidf(tokens)
     norms = np.sqrt(np.asarray(tfidf.multiply(tfidf).sum(axis=1)).ravel())
-    tfidf = sp.diags(1 / np.maximum(norms, 1e-12)).astype(np.float32) @ tfidf
-    start = time.perf_counter()
-    exact = exact_top(tfidf.tocsr(), tfidf[queries], queries, k)
-    timed["tfidf_exact"] = time.perf_counter() - start
+    tfidf = (sp.diags(1 / np.maximum(norms, 1e-12)).astype(np.float32) @ tfidf).tocsr()
     counts = text_model.counts(tokens)
-    presence = (counts[queries] > 0).astype(np.float32)
-    start = time.perf_counter()
-    bm25 = exact_top(bm25_rows(counts), presence, queries, k)
-    timed["bm25"] = time.perf_counter() - start
-    for name, rows in (("hnsw", hnsw), ("tfidf_exact", exact), ("bm25", bm25)):
-        report["stages"][name] = {
-            **recall(rows, queries, bank.components),
-            "queries_per_s": round(len(queries) / timed[name]),
+    bm25 = bm25_rows(counts)
+    k = max(KS)
+    for split in ("val", "test"):
+        pairs = splits[split][splits[split]["is_duplicate"] == 1]
+        first, second = normalize(pairs["question1"], form), normalize(pairs["question2"], form)
+        asked = (first != second).fillna(False).to_numpy()
+        queries = bank.rows_of(pd.unique(first[asked].dropna()))
+        searches = {
+            "hnsw": lambda q: nearest(bank.index, bank.vectors[q], k, own=q)[1],
+            "tfidf_exact": lambda q: exact_top(tfidf, tfidf[q], q, k),
+            "bm25": lambda q: exact_top(bm25, (counts[q] > 0).astype(np.float32), q, k),
+            "lexical": lambda q: bank.lexical.search(bank.lexical.rows[q], k, q)[1],
         }
-        print(name, report["stages"][name])
-    # a budget of n candidates: n/2 from HNSW, the rest from BM25
-    report["stages"]["hnsw+bm25"] = {
-        f"recall@{n}": recall(merged(hnsw[:, :n], bm25, n), queries, bank.components)[f"recall@{n}"]
-        for n in KS
-    }
-    print("hnsw+bm25", report["stages"]["hnsw+bm25"])
+        stages, found = {}, {}
+        for name, search in searches.items():
+            start = time.perf_counter()
+            found[name] = search(queries)
+            seconds = time.perf_counter() - start
+            stages[name] = {
+                **recall(found[name], queries, bank.components),
+                "queries_per_s": round(len(queries) / seconds),
+            }
+            print(split, name, stages[name], flush=True)
+        # budgets of n candidates: n/2 from HNSW, the rest from BM25; and dupq-find's own
+        stages["hnsw+bm25"] = {
+            f"recall@{n}": recall(
+                merge_candidates(found["hnsw"][:, :n], found["bm25"], n, n // 2),
+                queries,
+                bank.components,
+            )[f"recall@{n}"]
+            for n in KS
+        }
+        stages["dupq-find"] = {
+            f"recall@{n}": recall(bank.candidates(queries, n)[1], queries, bank.components)[
+                f"recall@{n}"
+            ]
+            for n in KS
+        }
+        report[split] = {"queries": len(queries), "stages": stages}
+        print(split, "merged", stages["hnsw+bm25"], stages["dupq-find"], flush=True)
     write_json(ROOT / args.output, report)
     print(f"wrote {args.output}")
 

@@ -35,6 +35,8 @@ INDEX_SETTINGS = {  # a question index small and fast enough for a unit test
     "ef_construction": 64,
     "ef_search": 64,
     "candidates": 20,
+    "lexical_share": 0.5,
+    "lexical_max_df": 0.03,
     "rerank": "learned",
     "rerank_queries": 1000,
     "rerank_rounds": 30,

@@ -28,6 +28,8 @@ SETTINGS = {
     "ef_construction": 40,
     "ef_search": 40,
     "candidates": 10,
+    "lexical_share": 0.5,
+    "lexical_max_df": 0.03,
 }
 STEPS = ("staged", "moved_old_aside", "moved_new_in")  # atomic_directory's fault points
 

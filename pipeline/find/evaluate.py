@@ -9,7 +9,7 @@ import pandas as pd
 
 from pipeline.bundle import Bundle
 from pipeline.find.index import QuestionEncoder, QuestionIndex, new_faiss_index
-from pipeline.find.rerank import Bank, component_ids, duplicate_components, nearest_others
+from pipeline.find.rerank import Bank, component_ids, duplicate_components
 from pipeline.find.search import Finder, ranking_score
 from pipeline.text import normalize
 
@@ -54,8 +54,8 @@ def evaluate_retrieval(
     """How often the known duplicates of test questions are found, with every question of
     every split in the bank (the query's own row skipped). The queries are the first
     questions of the test split's duplicate pairs; a match is found when the graph of known
-    duplicates joins it to the query (duplicates of duplicates count). Rows: the nearest
-    neighbours (approximate, and exact with the same vectors), the pair model alone, the blend
+    duplicates joins it to the query (duplicates of duplicates count). Rows: the candidates (as
+    `dupq-find` retrieves them, and with an exact vector search), the pair model alone, the blend
     of model and index scores (`blend`, or else the one of BLENDS with the best MRR on the val
     split's queries, whose duplicates come from train and val labels only), and the learned
     `reranker` when given. `flag_*`: the `duplicate` flag of the top hit of every distinct
@@ -87,7 +87,7 @@ def evaluate_retrieval(
         return split[split["is_duplicate"] == 1]
 
     def candidates(query_rows):
-        scores, rows = nearest_others(bank.index, bank.vectors, query_rows, k)
+        scores, rows = bank.candidates(query_rows, k)
         queries = pd.Series(bank.texts[query_rows], dtype="string")
         return queries, scores, rows, finder.rerank(queries, rows)
 
@@ -114,8 +114,8 @@ def evaluate_retrieval(
     for name, ranked in by.items():
         found = _found(ranked, test_rows, bank.components)
         result[name] = {**_recall(found, ks), "mrr": _mrr(found)}
-    nearest = nearest_others(exact, bank.vectors, test_rows, k)[1]
-    result["exact"] = _recall(_found(nearest, test_rows, bank.components), ks)
+    exact_rows = bank.candidates(test_rows, k, index=exact)[1]
+    result["exact"] = _recall(_found(exact_rows, test_rows, bank.components), ks)
     exact_at_10 = result["exact"].get("recall@10")
     if exact_at_10:
         result["reranked_recall@10_over_exact"] = result["reranked"]["recall@10"] / exact_at_10

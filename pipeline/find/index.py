@@ -14,6 +14,7 @@ import pandas as pd
 from pipeline import __version__
 from pipeline.bundle import Bundle
 from pipeline.errors import InputError
+from pipeline.find.candidates import LexicalIndex, candidates
 from pipeline.io import (
     atomic_directory,
     changed_files,
@@ -25,12 +26,12 @@ from pipeline.io import (
     write_json,
 )
 from pipeline.models import kind_names
-from pipeline.params import Choice, Int, Number, OneOf, Optional, Section, Text
+from pipeline.params import Choice, Fraction, Int, Number, OneOf, Optional, Section, Text
 from pipeline.tables import concat_rows, not_text, open_table
 from pipeline.text import normalize
 
 log = logging.getLogger("find")
-FORMAT_VERSION = 3  # 2: the model's path is relative to the index; 3: a learned re-ranker
+FORMAT_VERSION = 4  # 2: the model's path relative to the index; 3: a learned re-ranker; 4: lexical
 INDEX_FILE, BANK_FILE, META_FILE = "index.faiss", "bank.parquet", "index.json"
 PROJECTION_FILE = "projection.npz"
 
@@ -88,6 +89,13 @@ class QuestionIndex:
     meta: dict
     encoder: QuestionEncoder
     reranker: object = None  # a find.rerank.Reranker, or None: matches ranked by the blend
+    lexical: LexicalIndex | None = None  # the second candidate source, None when it is off
+
+    def __post_init__(self):
+        settings = self.meta.get("settings", {})
+        if self.lexical is None and settings.get("lexical_share", 0) > 0:
+            self.lexical = LexicalIndex(self.encoder.text_model, settings["lexical_max_df"])
+            self.lexical.add(self.bank["normalized"])
 
     @classmethod
     def build(
@@ -142,6 +150,8 @@ class QuestionIndex:
         ).reset_index(drop=True)
         if len(added):
             self.index.add(self.encoder.vectors(added["normalized"]))
+            if self.lexical is not None:
+                self.lexical.add(added["normalized"])
         self.bank = concat_rows([self.bank, added])
         self.meta["questions"] = len(self.bank)
         return counts
@@ -153,10 +163,12 @@ class QuestionIndex:
             cache[name] = self.bank[name].to_numpy(object)
         return cache[name]
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, bank rows) of the k nearest questions; row -1 where fewer exist."""
-        k = max(1, min(k, len(self.bank)))
-        return self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+    def candidates(self, normalized: pd.Series, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(index cosine, bank rows) of the questions' k candidates; row -1 where fewer exist."""
+        vectors = self.encoder.vectors(normalized)
+        unit_rows = None if self.lexical is None else self.lexical.unit_rows(normalized)
+        share = 0.0 if self.lexical is None else self.meta["settings"]["lexical_share"]
+        return candidates(self.index, self.lexical, vectors, unit_rows, k, share)
 
     def save(self, directory: str | Path) -> None:
         """Write into a temporary directory beside `directory`, then swap it into place."""
@@ -253,6 +265,8 @@ INDEX = Section(
         "ef_construction": Int(),
         "ef_search": Int(),
         "candidates": Int(),
+        "lexical_share": Fraction(),
+        "lexical_max_df": Number(0, 1),
         "top_k": Int(),
         "rerank": Choice("learned", "blend"),
         "rerank_queries": Int(),
@@ -271,6 +285,8 @@ SETTINGS = (
     "ef_construction",
     "ef_search",
     "candidates",
+    "lexical_share",
+    "lexical_max_df",
 )
 
 

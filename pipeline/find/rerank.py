@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from pipeline.errors import InputError
+from pipeline.find.candidates import LexicalIndex, candidates
 from pipeline.find.index import QuestionEncoder, new_faiss_index
 from pipeline.io import load_npz, save_npz
 from pipeline.metrics import choose_threshold
@@ -64,15 +65,6 @@ def component_ids(components: pd.Series, texts) -> np.ndarray:
     alone = np.isnan(found)
     found[alone] = -1 - np.arange(int(alone.sum()))
     return found.astype(np.int64)
-
-
-def nearest_others(index, vectors: np.ndarray, query_rows: np.ndarray, k: int):
-    """(scores, bank rows) of the k nearest bank questions of queries that are themselves bank
-    rows, skipping the query's own row."""
-    scores, rows = index.search(np.ascontiguousarray(vectors[query_rows]), k + 1)
-    others = rows != query_rows[:, None]
-    order = np.argsort(~others, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
 
 
 class CandidateFeatures:
@@ -139,11 +131,14 @@ class Reranker:
 
 @dataclass
 class Bank:
-    """Distinct normalized questions in a FAISS index, with their components."""
+    """Distinct normalized questions in a FAISS index (and the lexical one, when the settings
+    ask for it), with their components."""
 
     texts: np.ndarray  # object array
     vectors: np.ndarray
     index: object
+    lexical: LexicalIndex | None
+    lexical_share: float
     components: np.ndarray
 
     @classmethod
@@ -152,8 +147,13 @@ class Bank:
         vectors = encoder.vectors(texts)
         index = new_faiss_index(vectors.shape[1], settings)
         index.add(vectors)
+        lexical = None
+        if settings["lexical_share"] > 0:
+            lexical = LexicalIndex(encoder.text_model, settings["lexical_max_df"])
+            lexical.add(texts)
         texts = texts.to_numpy(object)
-        return cls(texts, vectors, index, component_ids(components, texts))
+        share = settings["lexical_share"]
+        return cls(texts, vectors, index, lexical, share, component_ids(components, texts))
 
     def grow(self, texts: pd.Series, encoder: QuestionEncoder, components: pd.Series) -> None:
         """Add the `texts` not in the bank yet, and take every row's component anew."""
@@ -161,6 +161,8 @@ class Bank:
         new = new[~new.isin(self.texts)].to_numpy(object)
         vectors = encoder.vectors(pd.Series(new, dtype="string"))
         self.index.add(vectors)
+        if self.lexical is not None:
+            self.lexical.add(pd.Series(new, dtype="string"))
         self.texts = np.concatenate([self.texts, new])
         self.vectors = np.concatenate([self.vectors, vectors])
         self.components = component_ids(components, self.texts)
@@ -168,13 +170,28 @@ class Bank:
     def rows_of(self, texts) -> np.ndarray:
         return pd.Index(self.texts).get_indexer(np.asarray(texts, dtype=object))
 
+    def candidates(self, query_rows: np.ndarray, k: int, index=None):
+        """(index cosine, bank rows) of the k candidates of queries that are bank rows, their
+        own rows left out, as `dupq-find` retrieves them (from `index`, when given, instead of
+        the bank's own vector index)."""
+        unit_rows = None if self.lexical is None else self.lexical.rows[query_rows]
+        return candidates(
+            self.index if index is None else index,
+            self.lexical,
+            self.vectors[query_rows],
+            unit_rows,
+            k,
+            self.lexical_share,
+            own=query_rows,
+        )
+
     def groups(self, features: CandidateFeatures, query_rows: np.ndarray, k: int, what: str):
         """(features, relevance, candidates per query) of the queries' candidates."""
         parts, labels, sizes = [], [], []
         batches = range(0, len(query_rows), QUERY_BATCH)
         for start in tqdm(batches, desc=f"re-ranker: {what} queries", unit="batch", leave=False):
             batch = query_rows[start : start + QUERY_BATCH]
-            scores, rows = nearest_others(self.index, self.vectors, batch, k)
+            scores, rows = self.candidates(batch, k)
             present = rows >= 0
             parts.append(features(self.texts[batch], self.texts, scores, rows))
             same = self.components[np.where(present, rows, 0)] == self.components[batch, None]

@@ -70,7 +70,7 @@ class Finder:
 
     def candidates_of(self, normalized: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """(cosine, bank row) of each query's nearest bank questions."""
-        return self.index.search(self.index.encoder.vectors(normalized), self.candidates)
+        return self.index.candidates(normalized, self.candidates)
 
     def rerank(self, normalized: pd.Series, bank_rows: np.ndarray) -> np.ndarray:
         """The pair model's P(duplicate) for each (query, candidate); NaN where no candidate."""
