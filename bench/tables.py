@@ -315,6 +315,12 @@ def _index_settings(settings: dict) -> str:
             if settings["vectors"] == "tfidf"
             else "the TF-IDF-weighted means of word vectors"
         )
+        + (
+            f", {settings['lexical_share']:.0%} of the candidates from the exact TF-IDF cosine "
+            f"of an inverted index (words in at most {settings['lexical_max_df']:.0%} of the bank)"
+            if settings.get("lexical_share")
+            else ""
+        )
     )
 
 
@@ -659,7 +665,7 @@ def readme_find() -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     rows = (
-        ("the cosine alone (candidates)", "candidates", None),
+        ("the candidates, in retrieval order", "candidates", None),
         (f"blend of cosine and `{report['model']}`", "reranked", "blend"),
         ("learned re-ranker", "learned", "learned"),
     )

@@ -103,6 +103,10 @@ def test_find_ranks_and_flags_by_the_learned_score(learned, learned_index):
     alone = finder.find(queries.iloc[[3]], top_k=5)
     together = matches[matches["query_row"] == 3].reset_index(drop=True)
     np.testing.assert_allclose(alone["score"], together["score"], rtol=1e-6)
+    # each match's probability is the pair model's, as dupq-score gives it for the pair
+    first = queries.iloc[matches["query_row"]].tolist()
+    _, probability = finder.bundle.score(first, matches["bank_question"].tolist())
+    np.testing.assert_allclose(matches["probability"], probability, rtol=1e-5)
 
 
 def test_an_add_keeps_the_reranker_and_damage_to_it_is_a_clear_error(learned_index, tmp_path):

@@ -54,9 +54,7 @@ class Finder:
             rows = valid[start : start + QUERIES_PER_BATCH]
             normalized = checked.questions.iloc[checked.first[rows]].reset_index(drop=True)
             scores, bank_rows = self.candidates_of(normalized)
-            probability = self.rerank(normalized, bank_rows)
-            ranking = self.ranking(normalized, scores, bank_rows, probability)
-            matches.append(self._top(queries, rows, scores, bank_rows, probability, ranking, top_k))
+            matches.append(self._top(queries, rows, normalized, scores, bank_rows, top_k))
         out = concat_rows(matches)
         reranker = self.index.reranker
         flagged = out["probability"] >= self.bundle.threshold
@@ -69,7 +67,7 @@ class Finder:
         ]
 
     def candidates_of(self, normalized: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        """(cosine, bank row) of each query's nearest bank questions."""
+        """(vector index cosine, bank row) of each query's candidates."""
         return self.index.candidates(normalized, self.candidates)
 
     def rerank(self, normalized: pd.Series, bank_rows: np.ndarray) -> np.ndarray:
@@ -88,16 +86,23 @@ class Finder:
         probability[present] = self.bundle.probability(raw, keys[first] == keys[second])
         return probability
 
-    def ranking(self, normalized, scores, bank_rows, probability) -> np.ndarray:
-        """What the candidates are ranked by; -inf where there is no candidate."""
-        if self.index.reranker is None:
-            return ranking_score(probability, scores, self.blend)
-        bank = self.index.column("normalized")
-        return self.index.reranker.scores(normalized.to_numpy(object), bank, scores, bank_rows)
-
-    def _top(self, queries, rows, scores, bank_rows, probability, ranking, top_k) -> pd.DataFrame:
+    def _top(self, queries, rows, normalized, scores, bank_rows, top_k) -> pd.DataFrame:
+        """The top_k matches of each query, by the learned re-ranker's score (the pair model's
+        probability then computed for those matches only) or else by `ranking_score`."""
+        learned = self.index.reranker
+        if learned is None:
+            probability = self.rerank(normalized, bank_rows)
+            ranking = ranking_score(probability, scores, self.blend)
+        else:
+            bank = self.index.column("normalized")
+            ranking = learned.scores(normalized.to_numpy(object), bank, scores, bank_rows)
         order = np.argsort(-ranking, axis=1, kind="stable")[:, :top_k]
         picked = np.take_along_axis(bank_rows, order, axis=1)
+        probability = (
+            np.take_along_axis(probability, order, axis=1)
+            if learned is None
+            else self.rerank(normalized, picked)  # the matches shown, not every candidate
+        )
         present = picked >= 0
         query_of = np.repeat(rows, order.shape[1]).reshape(order.shape)[present]
         return pd.DataFrame(
@@ -109,7 +114,7 @@ class Finder:
                 "bank_id": self.index.column("bank_id")[picked[present]],
                 "bank_question": self.index.column("question")[picked[present]],
                 "candidate_score": np.take_along_axis(scores, order, axis=1)[present],
-                "probability": np.take_along_axis(probability, order, axis=1)[present],
+                "probability": probability[present],
                 "score": np.take_along_axis(ranking, order, axis=1)[present],
                 "error": "",
             }
