@@ -11,7 +11,7 @@ reports/bench/find_run/accuracy.json` first, as `make bench` does). Measures:
 - for banks of 100k and 1M questions (the subset's questions plus generated variants of them,
   each a real question with two of its own words repeated at the end): the HNSW build time,
   index bytes per question, and end-to-end latency of single queries (normalize, embed,
-  search, re-rank the candidates) as p50/p99, and the throughput of 2,000 queries at once.
+  search, re-rank the candidates) as p50/p99, and the throughput of the same queries at once.
 
 Prints and writes reports/bench/find.json. Not a test: figures depend on the machine.
 """

@@ -11,7 +11,7 @@ it first). Measures:
   of the learned re-ranker; the precision of each one's `duplicate` flag on the top hit;
 - banks of every distinct train question (about 500k) and of 1M (those plus generated variants
   of them): build time, index bytes per question, single-query latency p50/p99 end to end
-  (normalize, embed, search, re-rank) and 2,000 queries at once, with the learned re-ranker
+  (normalize, embed, search, re-rank) and the same queries at once, with the learned re-ranker
   and with the blend alone.
 
 Writes reports/bench/find_full_release.json. Not a test: figures depend on the machine.

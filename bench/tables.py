@@ -389,10 +389,12 @@ def find_full_release_section(report: dict) -> list[str]:
             f"| {name} | {flag['flagged']:.3f} | {flag['precision@1']:.3f} | "
             f"{flag['accuracy']:.3f} |"
         )
+    queries = next(iter(report["banks"].values()))["ranking"]["learned"]["single_queries"]
     lines += [
         "",
         "Banks of every distinct train question, and of 1M (those plus generated variants); "
-        "single queries end to end (normalize, embed, search, re-rank), and 2,000 at once:",
+        "single queries end to end (normalize, embed, search, re-rank), then the same "
+        f"{queries:,} queries at once:",
         "",
         "| bank | build (s) | index bytes / question | ranking | p50 (ms) | p99 (ms) | "
         "batch queries/s |",
@@ -401,6 +403,32 @@ def find_full_release_section(report: dict) -> list[str]:
     lines += speed_rows(report["banks"], "ranking", "{}")
     peak = max(bank["peak_rss_mb"] for bank in report["banks"].values())
     return [*lines, "", f"Peak RSS of the whole run: {peak:,} MB.", ""]
+
+
+def find_vectors_only_lines(before: dict, now: dict | None) -> list[str]:
+    """The same benchmark with candidates from the vector index alone, beside today's."""
+    if now is None:
+        return []
+    lines = [
+        "The same benchmark with every candidate from the vector index (`index.lexical_share: "
+        f"0`; measured {measured_on(before)}), beside the default:",
+        "",
+        "| candidates | learned recall@1 | recall@10 | MRR | recall@50 | val NDCG@1 (queries) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, report in (("vector index alone", before), ("with the lexical source", now)):
+        learned, fit = report["retrieval"]["learned"], report["reranker"]
+        lines.append(
+            f"| {label} | {learned['recall@1']:.3f} | {learned['recall@10']:.3f} | "
+            f"{learned['mrr']:.3f} | {learned['recall@50']:.3f} | {fit['val_ndcg@1']:.3f} "
+            f"({fit['val_queries_with_a_duplicate_candidate']:,}) |"
+        )
+    lines += [
+        "",
+        "The re-ranker's val NDCG@1 counts only the val queries with a known duplicate among "
+        "their candidates; the lexical source brings more of them, the harder ones.",
+    ]
+    return [*lines, ""]
 
 
 def find_candidates_section(report: dict) -> list[str]:
@@ -591,6 +619,8 @@ def benchmarks_md() -> str:
         lines += spark_section(report)
     if (report := load("find_full_release.json")) is not None:
         lines += find_full_release_section(report)
+    if (report := load("find_full_release_vectors_only.json")) is not None:
+        lines += find_vectors_only_lines(report, load("find_full_release.json"))
     if (report := load("find_candidates.json")) is not None:
         lines += find_candidates_section(report)
     if (report := load("find.json")) is not None:
