@@ -15,6 +15,11 @@ Two more recipes change one word instead, to the opposite meaning (label 0): `an
 ("better" -> "worse", "before" -> "after": `ANTONYMS`, both ways) and `negation` (the first
 auxiliary negated: "Why is" -> "Why isn't").
 
+Perturbations teach the opposite: changes that ask nothing new. Each rewrites one question of
+a real train pair and keeps the pair's label: `end_mark` (the question mark dropped, doubled,
+or a full stop), `courtesy` (a polite opening from `COURTESY`, a list of its own: the
+behaviour suite's prefixes are not in it).
+
 Every recipe is one regular expression with named groups run by Arrow over the whole column:
 a swap's rewrite is pre + b + mid + a + post, a change's is pre + its replacement of a + post.
 Only the train split's questions are rewritten (the features stage calls this for train
@@ -113,10 +118,29 @@ RECIPES = {
     )
 }
 
+COURTESY = (
+    "Does anyone know: ", "Can someone explain: ", "I have a question: ", "Just curious: ",
+    "Hi all, ", "Help me understand: ", "Serious question: ", "Out of curiosity, ",
+)  # fmt: skip
+
+
+def _end_mark(questions: pa.Array, rng: np.random.Generator) -> pa.Array:
+    bare = pc.replace_substring_regex(questions, r"[\s?.!]+$", "")
+    ending = pa.array(np.array(["", "??", "."])[rng.integers(3, size=len(questions))])
+    return pc.binary_join_element_wise(bare, ending, "")
+
+
+def _courtesy(questions: pa.Array, rng: np.random.Generator) -> pa.Array:
+    prefix = pa.array(np.array(COURTESY)[rng.integers(len(COURTESY), size=len(questions))])
+    return pc.binary_join_element_wise(prefix, questions, "")
+
+
+PERTURBATIONS = {"end_mark": _end_mark, "courtesy": _courtesy}
+
 AUGMENT = Section(
     "augment",
     {
-        "recipes": Names(lambda: list(RECIPES)),
+        "recipes": Names(lambda: [*RECIPES, *PERTURBATIONS]),
         "share": Fraction(),  # generated pairs per train pair, at most; 0: none
         "seed": Int(),
     },
@@ -153,7 +177,8 @@ def rewrites(questions: pa.Array, recipe: Recipe) -> tuple[np.ndarray, pa.Array]
 def generated_pairs(
     train: pd.DataFrame, recipes: list[str], share: float, seed: int, key
 ) -> pd.DataFrame:
-    """Pairs of a train question and its rewrite: question1, question2, is_duplicate, recipe.
+    """Pairs of a train question and its rewrite (or, for a perturbation, a real train pair
+    with one question rewritten): question1, question2, is_duplicate, recipe.
 
     At most `share` x len(train) pairs, split evenly across `recipes` (each recipe's pairs drawn
     at random from all it can make, seeded). `key(texts)` maps texts to what the text core
@@ -171,22 +196,37 @@ def generated_pairs(
     real = set(_pair_keys(key(train["question1"]), key(train["question2"])))
     rng = np.random.default_rng(seed)
     for name in recipes:
-        recipe = RECIPES[name]
-        positions, swapped = rewrites(questions, recipe)
-        originals = questions.take(pa.array(positions, pa.int64()))
-        keys_a, keys_b = key(originals), key(swapped)
+        if name in PERTURBATIONS:
+            first, second, labels, changed = _perturbed(train, PERTURBATIONS[name], rng)
+        else:
+            positions, second = rewrites(questions, RECIPES[name])
+            first = questions.take(pa.array(positions, pa.int64()))
+            labels = np.full(len(first), RECIPES[name].label, np.int64)
+            changed = first
+        keys_a, keys_b = key(first), key(second)
         new = pd.Series(_pair_keys(keys_a, keys_b))
-        usable = ~new.isin(real).to_numpy() & ~pc.equal(keys_a, keys_b).to_numpy(
+        usable = ~new.isin(real).to_numpy() & ~pc.equal(key(changed), keys_b).to_numpy(
             zero_copy_only=False
         )
         usable &= ~new.duplicated().to_numpy()
-        chosen = rng.permutation(np.flatnonzero(usable))[:per_recipe]
-        chosen.sort()
-        columns["question1"].append(originals.take(pa.array(chosen, pa.int64())).to_pylist())
-        columns["question2"].append(swapped.take(pa.array(chosen, pa.int64())).to_pylist())
-        columns["is_duplicate"].append(np.full(len(chosen), recipe.label, np.int64))
+        chosen = pa.array(np.sort(rng.permutation(np.flatnonzero(usable))[:per_recipe]), pa.int64())
+        columns["question1"].append(first.take(chosen).to_pylist())
+        columns["question2"].append(second.take(chosen).to_pylist())
+        columns["is_duplicate"].append(labels[chosen.to_numpy()])
         columns["recipe"].append(np.full(len(chosen), name, object))
     return _frame({name: np.concatenate(parts) for name, parts in columns.items()})
+
+
+def _perturbed(train: pd.DataFrame, perturb, rng: np.random.Generator):
+    """Every real train pair with its second question perturbed: (first, second, labels, the
+    question before the change). Which side of the pair is first is drawn at random."""
+    pairs = train.dropna(subset=["question1", "question2"])
+    flip = rng.random(len(pairs)) < 0.5
+    first, second = pairs["question1"].to_numpy(str), pairs["question2"].to_numpy(str)
+    kept = pa.array(np.where(flip, second, first), pa.string())
+    before = pa.array(np.where(flip, first, second), pa.string())
+    labels = pairs["is_duplicate"].to_numpy(np.int64)
+    return kept, perturb(before, rng), labels, before
 
 
 def _changed(questions, positions, parts, replace: dict) -> tuple[np.ndarray, pa.Array]:

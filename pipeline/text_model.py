@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from pipeline.io import atomic_path, load_npz, read_json, save_npz, write_json
 from pipeline.params import Bool, Choice, Int, Optional, Section
+from pipeline.spelling import SpellingCorrector
 from pipeline.text import TextConfig, tokenize
 
 FEATURES = Section(
@@ -34,6 +35,7 @@ FEATURES = Section(
         "min_df": Int(),
         "max_features": Optional(Int()),
         "max_len": Int(),
+        "spelling": Bool(),
     },
 )
 
@@ -89,6 +91,7 @@ class TextModel:
     weighting: str = "tfidf"
     sublinear_tf: bool = False
     max_len: int = field(kw_only=True)  # token ids per question: features.max_len
+    spelling: bool = field(default=False, kw_only=True)  # read misspelt words as known ones
     _lookup: VocabLookup = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -98,6 +101,8 @@ class TextModel:
             )
         self._lookup = VocabLookup(self.vocab.tolist())
         self.known = (np.abs(self.vectors).sum(axis=1) > 0).astype(np.float32)
+        self._speller: SpellingCorrector | None = None
+        self._building_speller = threading.Lock()
 
     @property
     def dim(self) -> int:
@@ -139,7 +144,38 @@ class TextModel:
 
     # -- featurizing -----------------------------------------------------------------------
     def tokens(self, questions) -> pa.ListArray:
-        return tokenize(questions, self.text)
+        """The text core's tokens; with `spelling`, a word without a vector one edit from a
+        word with one is replaced by it (`pipeline.spelling`)."""
+        tokens = tokenize(questions, self.text)
+        return self._corrected(tokens) if self.spelling else tokens
+
+    def _corrected(self, tokens: pa.ListArray) -> pa.ListArray:
+        flat = tokens.flatten()
+        positions = self._lookup.positions(flat)
+        unknown = (positions < 0) | (self.known[np.maximum(positions, 0)] == 0)
+        if not unknown.any():
+            return tokens
+        distinct = pc.unique(flat.filter(pa.array(unknown)))
+        places = self._lookup.positions(distinct)
+        # a word outside the vocabulary is in no train question: exact with min_df 1, where
+        # the rarest word is in one (and fewer corrections with a higher min_df)
+        unseen = float(self.idf.max()) + np.log(2) if len(self.idf) else 0.0
+        idf = np.where(places >= 0, self.idf[np.maximum(places, 0)], unseen)
+        fixes = self._corrector().correct(distinct, idf)
+        if (fixes < 0).all():
+            return tokens
+        fixed = pa.array(np.where(fixes >= 0, self.vocab[np.maximum(fixes, 0)], None), pa.string())
+        replacement = fixed.take(pc.index_in(flat, value_set=distinct))
+        flat = pc.coalesce(replacement, flat)
+        offsets = pc.subtract(tokens.offsets, tokens.offsets[0])
+        return pa.ListArray.from_arrays(offsets, flat)
+
+    def _corrector(self) -> SpellingCorrector:
+        if self._speller is None:
+            with self._building_speller:  # the service's find loops may ask at once
+                if self._speller is None:
+                    self._speller = SpellingCorrector(self.vocab, self.known > 0, self.idf)
+        return self._speller
 
     def counts(self, tokens: pa.ListArray) -> sp.csr_matrix:
         return _count_matrix(tokens, self._lookup)
@@ -257,6 +293,7 @@ class TextModel:
                 "weighting": self.weighting,
                 "sublinear_tf": self.sublinear_tf,
                 "max_len": self.max_len,
+                "spelling": self.spelling,
                 "vocab_size": len(self.vocab),
                 "dim": self.dim,
             },
@@ -275,6 +312,7 @@ class TextModel:
             weighting=meta["weighting"],
             sublinear_tf=meta["sublinear_tf"],
             max_len=meta["max_len"],
+            spelling=meta.get("spelling", False),  # bundles made before the setting had none
         )
 
 

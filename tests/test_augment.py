@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipeline.augment import RECIPES, generated_pairs, rewrites
+from pipeline.augment import COURTESY, PERTURBATIONS, RECIPES, generated_pairs, rewrites
 from pipeline.text import TextConfig, canonical
 
 
@@ -107,6 +107,25 @@ def test_generated_pairs_carry_each_recipes_label_and_respect_the_share():
     assert len(capped) == 1
     assert generated_pairs(train, list(RECIPES), 0.0, seed=1, key=key).empty
     assert generated_pairs(train, [], 0.5, seed=1, key=key).empty
+
+
+@pytest.mark.parametrize("name", list(PERTURBATIONS))
+def test_a_perturbation_rewrites_one_question_of_a_real_pair_and_keeps_its_label(name):
+    train = train_split()
+    train.loc[::2, "is_duplicate"] = 1
+    train.loc[3, "question2"] = None  # a pair without a second question is never drawn
+    pairs = generated_pairs(train, [name], 1.0, seed=3, key=key)
+    assert len(pairs) == 9 and set(pairs["recipe"]) == {name}
+    real = {(q1, q2): label for q1, q2, label in train.itertuples(index=False)}
+    questions = set(train["question1"]) | set(train["question2"].dropna())
+    rows = pairs[["question1", "question2", "is_duplicate"]].itertuples(index=False)
+    for kept, changed, label in rows:
+        if name == "courtesy":
+            before = changed.removeprefix(next(p for p in COURTESY if changed.startswith(p)))
+        else:
+            before = next(q for q in questions if q.rstrip("?.") == changed.rstrip("?."))
+        assert before in questions and before != changed
+        assert real.get((kept, before), real.get((before, kept))) == label
 
 
 def test_generated_pairs_are_seeded():

@@ -114,8 +114,9 @@ def test_a_stage_is_handed_only_the_keys_it_declares():
     assert set(evaluate.READS) == {TRAIN}  # evaluate reads the bundle, not the model's params
 
 
-def test_no_import_circles_and_params_is_a_leaf():
-    """Module-level imports only: a function-level import runs after every module is loaded."""
+def _import_graph() -> tuple[dict, dict]:
+    """Each pipeline module's file, and the pipeline modules it imports at module level (a
+    function-level import runs after every module is loaded)."""
     files = {
         ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
         for path in (ROOT / "pipeline").rglob("*.py")
@@ -125,6 +126,11 @@ def test_no_import_circles_and_params_is_a_leaf():
         tree = ast.parse(path.read_text())
         top = ast.Module(body=[n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)])
         graph[name] = {m for node in ast.walk(top) for m in _imports_of(node) if m in files}
+    return files, graph
+
+
+def test_no_import_circles_and_params_is_a_leaf():
+    _, graph = _import_graph()
     assert graph["pipeline.params"] <= {"pipeline.errors"}, graph["pipeline.params"]
     visiting, done = [], set()
 
@@ -140,6 +146,32 @@ def test_no_import_circles_and_params_is_a_leaf():
 
     for module in sorted(graph):
         visit(module)
+
+
+def test_every_stage_depends_on_the_code_it_imports():
+    """A stage's module and every pipeline module it imports, directly or not, is a dep (or
+    lies in a folder that is): a change to any of them reruns the stage."""
+    files, graph = _import_graph()
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        module = body["cmd"].split("python -m ")[1].split()[0]
+        needed, todo = set(), [module]
+        while todo:
+            current = todo.pop()
+            if current not in needed:
+                needed.add(current)
+                todo.extend(graph[current])
+        paths = {files[m].relative_to(ROOT).as_posix() for m in needed}
+        deps = [d for d in body["deps"] if d.startswith("pipeline/")]
+        missing = {
+            path
+            for path in paths
+            if path not in deps
+            and not path.endswith("__init__.py")
+            and not any(path.startswith(d.rstrip("/") + "/") for d in deps)
+        }
+        assert not missing, (name, sorted(missing))
 
 
 def _imports_of(node) -> set[str]:

@@ -68,6 +68,7 @@ def run(params: dict) -> dict:
         weighting=cfg["weighting"],
         sublinear_tf=cfg["sublinear_tf"],
         max_len=cfg["max_len"],
+        spelling=cfg["spelling"],
     )
     model.save(out_dir)
     log.info("text model: %d words, %d with vectors", len(model.vocab), int(model.known.sum()))
