@@ -104,6 +104,7 @@ class QuestionTable:
         questions = pc.fill_null(_as_arrow(questions), "")
         lower = pc.utf8_lower(questions)
         tokens = text_model.tokens(questions)
+        compared = _compared_text(lower, tokens, text_model)
         counts = text_model.counts(tokens)
         presence = counts.copy()
         presence.data[:] = 1.0
@@ -126,7 +127,7 @@ class QuestionTable:
         )
         first_word = np.where(n_tokens > 0, codes[np.minimum(starts, max(len(codes) - 1, 0))], -1)
         return cls(
-            text=np.asarray(lower.to_numpy(zero_copy_only=False), dtype=object),
+            text=np.asarray(compared.to_numpy(zero_copy_only=False), dtype=object),
             words=_l2_rows(text_model.tfidf(tokens)),
             presence=presence,
             bigrams=bigrams,
@@ -137,7 +138,7 @@ class QuestionTable:
             .astype(np.float32),
             antonym_sides=_antonym_sides(flat, n_tokens),
             word_idf=word_idf,
-            chars=_l2_rows(char_tfidf(lower, char_idf)),
+            chars=_l2_rows(char_tfidf(compared, char_idf)),
             numbers=_number_presence(flat, n_tokens),
             embedding=text_model.embed(tokens)[0],
             similar_ids=_words_with_vectors(text_model, text_model.token_ids(tokens)),
@@ -211,12 +212,24 @@ def unit_word_vectors(text_model: TextModel) -> np.ndarray:
     return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
 
 
-def fit_char_idf(questions) -> np.ndarray:
+def fit_char_idf(questions, text_model: TextModel) -> np.ndarray:
     """Smooth idf (scikit-learn's formula) of each n-gram bucket over `questions`."""
-    counts = char_counts(pc.utf8_lower(pc.fill_null(_as_arrow(questions), "")))
+    questions = pc.fill_null(_as_arrow(questions), "")
+    lower = pc.utf8_lower(questions)
+    tokens = text_model.tokens(questions) if text_model.spelling else None
+    counts = char_counts(_compared_text(lower, tokens, text_model))
     doc_freq = np.bincount(counts.indices, minlength=CHAR_BUCKETS)
     n = counts.shape[0]
     return (np.log((1 + n) / (1 + doc_freq)) + 1).astype(np.float32)
+
+
+def _compared_text(lower: pa.Array, tokens: pa.ListArray | None, text_model: TextModel):
+    """What the character n-grams and fuzzy ratios compare: the lowercased text or, when the
+    text model corrects spelling, its corrected tokens joined by spaces (a typo that the model
+    reads as the word then changes neither)."""
+    if not text_model.spelling:
+        return lower
+    return pc.utf8_lower(pc.binary_join(tokens, " "))
 
 
 def char_tfidf(lower: pa.Array, char_idf: np.ndarray) -> sp.csr_matrix:

@@ -186,7 +186,7 @@ def reference_features(q1: str, q2: str, model: TextModel, train_docs: list[dict
 
 
 def test_pair_features_match_a_slow_reference(model):
-    char_idf = fit_char_idf(pd.Series(TRAIN))
+    char_idf = fit_char_idf(pd.Series(TRAIN), model)
     questions = pd.Series(sorted({q for pair in PAIRS for q in pair}), dtype="string")
     table = QuestionTable.build(questions, model, char_idf)
     index = {q: i for i, q in enumerate(questions)}
@@ -204,6 +204,33 @@ def test_pair_features_match_a_slow_reference(model):
             )
     swapped = pair_features(table[second], table[first], unit_word_vectors(model))
     assert np.allclose(features, swapped, atol=1e-6)  # symmetric in the two questions
+
+
+def test_with_spelling_a_typo_changes_no_pair_feature(model):
+    from dataclasses import replace
+
+    from pipeline.spelling import MIN_RATIO
+
+    # every word far more frequent than a typo; and, as in any real train split, a word seen
+    # once (what tells the text model how rare an unseen word is)
+    train = pd.Series([*TRAIN * MIN_RATIO, "Zyzzyva"])
+    spelling = TextModel.fit(train, TextConfig(), model_vectors(model), max_len=12, spelling=True)
+    char_idf = fit_char_idf(train, spelling)
+    questions = ["Which is the best laptop?", "Whcih is the best lpatop?", "Where can I buy one?"]
+    table = QuestionTable.build(pd.Series(questions, dtype="string"), spelling, char_idf)
+    unit = unit_word_vectors(spelling)
+    exact, typo = (pair_features(table[[i]], table[[2]], unit) for i in (0, 1))
+    assert np.array_equal(exact, typo)  # a swap of two letters keeps even the length
+    without = replace(spelling, spelling=False)
+    plain = QuestionTable.build(pd.Series(questions, dtype="string"), without, char_idf)
+    assert not np.array_equal(*(pair_features(plain[[i]], plain[[2]], unit) for i in (0, 1)))
+
+
+def model_vectors(model):
+    kv = KeyedVectors(model.dim)
+    known = model.known > 0
+    kv.add_vectors(list(model.vocab[known]), model.vectors[known])
+    return kv
 
 
 def test_char_ngram_hashing_does_not_depend_on_how_texts_are_sliced(model):

@@ -69,7 +69,7 @@ class Gbdt(ModelKind):
 
         start = time.perf_counter()
         train_questions = pd.concat([train["q1"], train["q2"]], ignore_index=True).unique()
-        char_idf = fit_char_idf(pd.Series(train_questions, dtype="string"))
+        char_idf = fit_char_idf(pd.Series(train_questions, dtype="string"), text_model)
         x_train = features_of_pairs(train["q1"], train["q2"], text_model, char_idf)
         x_val = features_of_pairs(val["q1"], val["q2"], text_model, char_idf)
         feature_seconds = time.perf_counter() - start
