@@ -221,7 +221,8 @@ def fit_reranker(bundle, settings: dict, splits: dict) -> tuple[Reranker, dict]:
     encoder = QuestionEncoder.for_settings(bundle.text_model, settings)
     k = settings["candidates"]
     train_questions = _questions(splits["train"], form)
-    features = CandidateFeatures(bundle.text_model, fit_char_idf(train_questions.dropna()))
+    char_idf = fit_char_idf(train_questions.dropna(), bundle.text_model)
+    features = CandidateFeatures(bundle.text_model, char_idf)
     bank = Bank.build(
         train_questions, encoder, settings, duplicate_components([splits["train"]], form)
     )
