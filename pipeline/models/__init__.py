@@ -54,6 +54,7 @@ TRAIN = Section(
         "deterministic": Bool(),
         "class_weight": ClassWeight(),
         "patience": Int(),
+        "warmup_epochs": Int(0),
         "lr_schedule": Choice("constant", "plateau", "cosine"),
         "mixed_precision": Bool(),
         "distribute": Choice("none", "mirrored"),

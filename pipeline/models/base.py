@@ -140,7 +140,10 @@ class KerasKind(ModelKind):
             model = self.build(params, text_model)
         callbacks = [
             keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=train_cfg["patience"], restore_best_weights=True
+                monitor="val_loss",
+                patience=train_cfg["patience"],
+                restore_best_weights=True,
+                start_from_epoch=train_cfg["warmup_epochs"],
             ),
             training_curves(dirs.live),
             *learning_rate_schedule(

@@ -25,6 +25,7 @@ TRAINING = (
     "deterministic",
     "class_weight",
     "patience",
+    "warmup_epochs",
     "lr_schedule",
     "mixed_precision",
     "distribute",
