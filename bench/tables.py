@@ -188,8 +188,8 @@ def serve_section(report: dict) -> list[str]:
         f"`bench/serve.py`: `dupq-serve` with `{report['model']}` (trained on the full release) "
         f"re-ranking a bank of {report['bank']:,} questions of the full release's train split; "
         "queries from its test split, pairs to score from its train split. The load comes from "
-        "threads of the benchmark "
-        "process, each with its own keep-alive connection, on the same 2 cores as the server. "
+        "the benchmark process (asyncio over plain sockets, requests encoded beforehand, one "
+        "keep-alive connection per concurrent client), on the same 2 cores as the server. "
         f"Measured {measured_on(report)}.",
         "",
         "| endpoint | concurrency | requests | p50 ms | p99 ms | requests/s | pairs/s |",
