@@ -3,6 +3,7 @@
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from pipeline.bundle import load_bundle
 from pipeline.models.base import class_weights
 from pipeline.stages import report, train, vectors
 from pipeline.text import TextConfig
-from pipeline.text_model import TextModel, load_split
+from pipeline.text_model import GENERATED_FILE, TextModel, load_split
 from pipeline.word_vectors import load_vectors
 
 
@@ -104,10 +105,13 @@ def test_features_arrays_equal_the_bundles_featurization(featurized, bundles):
     """What training read (the features stage) is what scoring computes from the same text."""
     arrays = load_split(featurized["paths"]["features"], "train")
     frame = pd.read_parquet(f"{featurized['paths']['processed']}/train.parquet")
+    # the generated train pairs (augment) follow the real ones
+    generated = pd.read_parquet(Path(featurized["paths"]["features"]) / GENERATED_FILE)
+    questions = pd.concat([frame["question1"], generated["question1"]]).to_numpy(object)
+    assert len(questions) == len(arrays["label"])
     for name, key in (("residual", "emb_q1"), ("esim", "ids_q1")):
         bundle = load_bundle(bundles[name])
-        scored = bundle.model_inputs(frame["question1"].to_numpy(object))
-        assert np.array_equal(scored, arrays[key]), name
+        assert np.array_equal(bundle.model_inputs(questions), arrays[key]), name
 
 
 def test_min_df_and_max_features_bound_the_vocabulary():
