@@ -111,6 +111,8 @@ def load(url: str, bodies: list, concurrency: int) -> dict:
                 writer.write(requests[i])
                 response = await reader.readuntil(b"\r\n\r\n")
                 length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", response)
+                if length is None:  # the server always sends one; say so if it stops
+                    raise SystemExit(f"bench/serve.py: no Content-Length in {response[:200]!r}")
                 await reader.readexactly(int(length.group(1)))
                 latencies[i] = time.perf_counter() - start
                 status = int(response.split(b" ", 2)[1])
