@@ -6,7 +6,8 @@ questions apart: a typo turns a duplicate into a non-duplicate. The corrector re
 that has no vector as the most frequent word with a vector one edit away (a letter dropped,
 added or changed, or two neighbours swapped: the optimal string alignment distance), when
 that word is far more frequent in the train questions (`MIN_RATIO`), starts with the same
-letter, and the word is long enough (`MIN_LENGTH`). These limits come from the changes it
+letter, and the word is long enough (`MIN_LENGTH`) but not a run of characters
+(`MAX_LENGTH`). These limits come from the changes it
 made on the full release's val questions: without them, most were names and acronyms that
 the vectors lack, not typos (mistry -> misery, dravid -> david, isro -> iso, endian ->
 indian); typos rarely change a word's first letter.
@@ -27,6 +28,8 @@ from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
 MIN_LENGTH = 5  # shorter words are one edit from too many others, and often acronyms
+MAX_LENGTH = 30  # longer "words" are not typos but runs of characters (URLs, "aaaa...", code),
+# and a word's deletes cost its length squared
 MIN_RATIO = 50  # the correction is at least this many times as frequent in the train questions
 LETTERS = r"^[A-Za-z]+$"  # ASCII letters only: numbers, codes, symbols and other scripts stay
 
@@ -62,8 +65,9 @@ class SpellingCorrector:
         self.idf = np.asarray(idf, np.float64)
         words = pa.array(np.asarray(words, dtype=object), pa.string())
         letters = pc.match_substring_regex(words, LETTERS).to_numpy(zero_copy_only=False)
-        long_enough = pc.utf8_length(words).to_numpy(zero_copy_only=False) >= MIN_LENGTH - 1
-        self.targets = np.flatnonzero(np.asarray(known, bool) & letters & long_enough)
+        length = pc.utf8_length(words).to_numpy(zero_copy_only=False)
+        fits = (length >= MIN_LENGTH - 1) & (length <= MAX_LENGTH + 1)
+        self.targets = np.flatnonzero(np.asarray(known, bool) & letters & fits)
         self.words = words
         self._first = first_letters(words)
         owners, keys = deletes(words.take(pa.array(self.targets)))
@@ -78,12 +82,14 @@ class SpellingCorrector:
 
     def correct(self, unknown: pa.Array, idf: np.ndarray) -> np.ndarray:
         """Vocabulary positions of each word's correction, -1 where none is one edit away
-        and `MIN_RATIO` times as frequent (or the word is too short, or not letters only).
+        and `MIN_RATIO` times as frequent (or the word is too short or too long, or not
+        letters only).
         `idf` is each word's own idf (for a word outside the vocabulary, as if in one train
         question less than the rarest)."""
         out = np.full(len(unknown), -1, dtype=np.int64)
+        length = pc.utf8_length(unknown)
         eligible = pc.and_(
-            pc.greater_equal(pc.utf8_length(unknown), MIN_LENGTH),
+            pc.and_(pc.greater_equal(length, MIN_LENGTH), pc.less_equal(length, MAX_LENGTH)),
             pc.match_substring_regex(unknown, LETTERS),
         ).to_numpy(zero_copy_only=False)
         if not eligible.any() or not len(self._keys):

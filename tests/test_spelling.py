@@ -3,7 +3,7 @@ import pyarrow as pa
 import pytest
 from rapidfuzz.distance import OSA
 
-from pipeline.spelling import MIN_LENGTH, MIN_RATIO, SpellingCorrector
+from pipeline.spelling import MAX_LENGTH, MIN_LENGTH, MIN_RATIO, SpellingCorrector
 from pipeline.text import TextConfig
 from pipeline.text_model import TextModel
 from tests.test_features import word_vectors
@@ -45,6 +45,15 @@ def test_far_short_and_non_letter_words_stay_unknown():
     # Mistry", not "misery")
     assert corrections(corrector, ["onlnie"], doc_freq=500 // MIN_RATIO) == [None]
     assert corrections(corrector, ["onlnie"], doc_freq=500 // MIN_RATIO - 1) == ["online"]
+
+
+def test_a_run_of_characters_is_no_typo_and_costs_nothing():
+    # its deletes would be length squared characters: 10 GB for a 100,000-letter "word"
+    corrector = SpellingCorrector(
+        np.append(VOCAB, "x" * 40), np.append(KNOWN, True), idf(DOC_FREQ.tolist() + [900])
+    )
+    words = ["x" * 100_000, "x" * (MAX_LENGTH + 1), "x" * 39]
+    assert corrections(corrector, words) == [None] * len(words)
 
 
 def test_the_delete_index_finds_what_a_brute_force_search_finds():
