@@ -284,6 +284,45 @@ def test_length_buckets_hold_every_pair_once_per_epoch_cut_to_its_batch():
     assert np.array_equal(first, epochs[0])  # the same seed, the same order
 
 
+class WeightsStub:
+    """What EarlyStopping touches on a model: its weights (here, the epoch that set them)."""
+
+    metrics: list = []
+    stop_training = False
+    epoch = -1
+
+    def get_weights(self):
+        return [self.epoch]
+
+    def set_weights(self, weights):
+        self.epoch = weights[0]
+
+
+@pytest.mark.parametrize(
+    "warmup, stops_at, kept",
+    [
+        (10, None, 1),  # a run no longer than its warm-up still keeps its best epoch
+        (2, 2, 1),  # after the warm-up: no better loss for `patience` epochs stops it
+        (0, 2, 1),
+    ],
+)
+def test_early_stopping_keeps_the_best_epoch_and_waits_out_the_warm_up(warmup, stops_at, kept):
+    from pipeline.models.base import early_stopping
+
+    callback, model = early_stopping(patience=1, warmup_epochs=warmup), WeightsStub()
+    callback.set_model(model)
+    callback.on_train_begin()
+    stopped = None
+    for epoch, loss in enumerate([0.5, 0.3, 0.4, 0.45, 0.5]):
+        model.epoch = epoch
+        callback.on_epoch_end(epoch, {"val_loss": loss})
+        if model.stop_training:
+            stopped = epoch
+            break
+    callback.on_train_end()
+    assert (stopped, model.epoch) == (stops_at, kept)
+
+
 @pytest.mark.parametrize("schedule", ["constant", "plateau", "cosine"])
 def test_learning_rate_schedules(schedule):
     import keras

@@ -132,19 +132,12 @@ class KerasKind(ModelKind):
         return self._build(params, text_model)
 
     def fit(self, params, train_cfg, text_model, train, val, dirs) -> Fitted:
-        import keras
-
         scope, device = configure_backend(train_cfg)
         log.info("training %s on %s", self.name, device)
         with scope:
             model = self.build(params, text_model)
         callbacks = [
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss",
-                patience=train_cfg["patience"],
-                restore_best_weights=True,
-                start_from_epoch=train_cfg["warmup_epochs"],
-            ),
+            early_stopping(train_cfg["patience"], train_cfg["warmup_epochs"]),
             training_curves(dirs.live),
             *learning_rate_schedule(
                 train_cfg["lr_schedule"], params["learning_rate"], params["epochs"]
@@ -261,6 +254,25 @@ def training_curves(live_dir: Path):
             self.live.end()
 
     return TrainingCurves()
+
+
+def early_stopping(patience: int, warmup_epochs: int):
+    """Stop when the validation loss has not improved for `patience` epochs, never before
+    `warmup_epochs`, and keep the best epoch's weights whenever it came. (Keras'
+    `start_from_epoch` ignores the warm-up epochs altogether, so a run no longer than its
+    warm-up would keep its last epoch's weights, not its best.)"""
+    import keras
+
+    class EarlyStoppingAfterWarmup(keras.callbacks.EarlyStopping):
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            if epoch < warmup_epochs:
+                self.model.stop_training = False
+                self.stopped_epoch = 0
+
+    return EarlyStoppingAfterWarmup(
+        monitor="val_loss", patience=patience, restore_best_weights=True
+    )
 
 
 def learning_rate_schedule(schedule: str, initial: float, epochs: int) -> list:
