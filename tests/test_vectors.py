@@ -102,9 +102,10 @@ def test_word2vec_text_and_binary_loaders(tmp_path):
         assert np.allclose(kv["rust"], [0.4, -0.5, 0.5, 0.8])
 
 
-def test_unknown_pretrained_name_is_a_clear_error():
+@pytest.mark.parametrize("name", ["no_such_pipeline_xyz", "../vectors.txt", ".hidden", "a b"])
+def test_unknown_pretrained_name_is_a_clear_error(name):
     with pytest.raises(InputError, match="not a file and not an installed spaCy pipeline"):
-        word_vectors.load_pretrained("no_such_pipeline_xyz", ["a"])
+        word_vectors.load_pretrained(name, ["a"])
 
 
 def test_several_sources_are_joined_side_by_side_each_scaled_to_the_first(tmp_path):
