@@ -11,9 +11,11 @@ questions by swapping two phrases, and pairs the question with its rewrite:
 - where the order carries no meaning, it asks the same thing (label 1): `between` ("between A
   and B"), `conjunct` (two names joined by and / or / vs).
 
-Two more recipes change one word instead, to the opposite meaning (label 0): `antonym`
-("better" -> "worse", "before" -> "after": `ANTONYMS`, both ways) and `negation` (the first
-auxiliary negated: "Why is" -> "Why isn't").
+Three more recipes change one word instead, to the opposite meaning (label 0): `antonym`
+("better" -> "worse", "before" -> "after": `ANTONYMS`, both ways), `negation` (the first
+auxiliary negated: "Why is" -> "Why isn't") and `negation_not` (the same spelled out, "not"
+after a question's subject: "Why is Python popular?" -> "Why is Python not popular?"; the text
+core reads "isn't" as "isn ' t", so without it no generated pair holds the word "not").
 
 Perturbations teach the opposite: changes that ask nothing new. Each rewrites one question of
 a real train pair and keeps the pair's label: `end_mark` (the question mark dropped, doubled,
@@ -45,6 +47,9 @@ COMPARATIVES = (
     r"richer|poorer|safer|easier|harder|higher|lower|greater|smarter|more \w+|less \w+"
 )
 RELATION_WORDS = "to|on|against|with|for|by|over|into|from|at|than|about|of"
+QUESTION_WORDS = "why|how|what|when|where|who|which"
+AUXILIARIES = "is|are|was|were|do|does|did|can|could|should|would|will"
+SUBJECT = rf"(?:I|you|we|they|he|she|it|{NAME})"  # a pronoun or a name, nothing longer
 GROUPS = ("pre", "a", "mid", "b", "post")
 
 # never one of the swapped phrases: the rewrite would be word salad, not a question
@@ -62,6 +67,11 @@ class Recipe:
     label: int  # what the rewrite is to its question: 1 duplicate, 0 not
     pattern: str  # named groups pre, a, mid, b, post (or pre, a, post); the whole question
     replace: dict | None = None  # a change, not a swap: a's replacement by its lowercase form
+    append: str | None = None  # a change, not a swap: this written after a
+
+    @property
+    def changes(self) -> bool:
+        return self.replace is not None or self.append is not None
 
 
 def _words(words) -> str:
@@ -115,6 +125,13 @@ RECIPES = {
             rf"^(?P<pre>.*?\b)(?P<a>(?i:{_words(NEGATED)}))(?P<post> .*)$",
             replace=NEGATED,
         ),
+        Recipe(
+            "negation_not",
+            0,
+            rf"^(?P<pre>(?:(?i:{QUESTION_WORDS}) )?(?i:{AUXILIARIES}) )(?P<a>{SUBJECT})"
+            r"(?P<post> [a-z0-9].*)$",  # the subject ends where a lowercase word follows
+            append=" not",
+        ),
     )
 }
 
@@ -152,8 +169,8 @@ def rewrites(questions: pa.Array, recipe: Recipe) -> tuple[np.ndarray, pa.Array]
     parts = pc.extract_regex(pc.fill_null(questions.cast(pa.string()), ""), recipe.pattern)
     matched = pc.is_valid(parts).to_numpy(zero_copy_only=False)
     parts = parts.filter(pa.array(matched))
-    if recipe.replace is not None:
-        return _changed(questions, np.flatnonzero(matched), parts, recipe.replace)
+    if recipe.changes:
+        return _changed(questions, np.flatnonzero(matched), parts, recipe)
     group = {name: parts.field(name) for name in GROUPS}
     keep = _swappable(group["a"]) & _swappable(group["b"])
     keep &= ~pc.equal(pc.utf8_lower(group["a"]), pc.utf8_lower(group["b"])).to_numpy(
@@ -229,16 +246,20 @@ def _perturbed(train: pd.DataFrame, perturb, rng: np.random.Generator):
     return kept, perturb(before, rng), labels, before
 
 
-def _changed(questions, positions, parts, replace: dict) -> tuple[np.ndarray, pa.Array]:
-    """pre + a's replacement (capitalized where a was) + post; questions that already hold a
-    negation are left out (a second one would cancel, not flip, the meaning)."""
+def _changed(questions, positions, parts, recipe: Recipe) -> tuple[np.ndarray, pa.Array]:
+    """pre + a's replacement (capitalized where a was) or a + the appended words, + post;
+    questions that already hold a negation are left out (a second one would cancel, not flip,
+    the meaning)."""
     word = parts.field("a")
-    lower = pc.utf8_lower(word)
-    keys = pa.array(list(replace), pa.string())
-    values = pa.array(list(replace.values()), pa.string())
-    replacement = pc.take(values, pc.index_in(lower, value_set=keys))
-    capital = pc.not_equal(word, lower)
-    replacement = pc.if_else(capital, pc.utf8_capitalize(replacement), replacement)
+    if recipe.append is not None:
+        replacement = pc.binary_join_element_wise(word, recipe.append, "")
+    else:
+        lower = pc.utf8_lower(word)
+        keys = pa.array(list(recipe.replace), pa.string())
+        values = pa.array(list(recipe.replace.values()), pa.string())
+        replacement = pc.take(values, pc.index_in(lower, value_set=keys))
+        capital = pc.not_equal(word, lower)
+        replacement = pc.if_else(capital, pc.utf8_capitalize(replacement), replacement)
     rewrite = pc.binary_join_element_wise(parts.field("pre"), replacement, parts.field("post"), "")
     negated = pc.match_substring_regex(
         questions.take(pa.array(positions, pa.int64())), NEGATION

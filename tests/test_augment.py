@@ -57,6 +57,20 @@ def test_each_recipe_swaps_the_two_phrases(recipe, question, expected):
 
 
 @pytest.mark.parametrize(
+    ("recipe", "question", "expected"),
+    [
+        ("antonym", "Is it better to rent or buy?", "Is it worse to rent or buy?"),
+        ("negation", "Why is the sky blue?", "Why isn't the sky blue?"),
+        ("negation_not", "Why is Python so popular?", "Why is Python not so popular?"),
+        ("negation_not", "How can I lose weight?", "How can I not lose weight?"),
+        ("negation_not", "Will Jon Stewart run in 2016?", "Will Jon Stewart not run in 2016?"),
+    ],
+)
+def test_each_change_recipe_writes_the_opposite(recipe, question, expected):
+    assert rewrite(question, recipe) == expected
+
+
+@pytest.mark.parametrize(
     ("recipe", "question"),
     [
         ("from_to", "How do I get from here to there?"),  # not phrases a swap can move
@@ -67,6 +81,10 @@ def test_each_recipe_swaps_the_two_phrases(recipe, question, expected):
         ("between", "What is the difference?"),
         ("negation", "Why isn't the sky blue?"),  # negated already: a second would not flip it
         ("antonym", "Why can't I sleep after coffee?"),
+        ("negation_not", "Why is Python not popular?"),
+        ("negation_not", "What is Python?"),  # nothing after the subject to negate
+        ("negation_not", "Why is the sky blue?"),  # a subject longer than a name or pronoun
+        ("negation_not", "What is The Big Bang Theory about?"),  # a name cut in two
     ],
 )
 def test_recipes_leave_alone_what_they_cannot_swap(recipe, question):
