@@ -629,6 +629,8 @@ def benchmarks_md() -> str:
         lines += serve_section(report)
     if (report := load("behaviour.json")) is not None:
         lines += behaviour_section(report)
+    if variants := sorted(BENCH.glob("behaviour_*.json")):
+        lines += behaviour_variants_section(variants)
     if (report := load("pair_features.json")) is not None:
         lines += pair_features_section(report)
     if (report := load("embeddings.json")) is not None:
@@ -771,6 +773,34 @@ def behaviour_section(report: dict) -> list[str]:
         *behaviour_table(report),
         "",
     ]
+
+
+def behaviour_variants_section(paths: list[Path]) -> list[str]:
+    """re2's and the ensemble's failure rates in each variant's suite run, side by side."""
+    columns = []
+    for path in paths:
+        report = json.loads(path.read_text())
+        run = Path(report["models_dir"]).parent.name
+        for name in ("re2", "ensemble"):
+            if name in report["models"]:
+                row = report["models"][name]
+                columns.append((f"{run}, seed {row['train_seed']}: `{name}`", row, report))
+    lines = [
+        "### Behaviour of the variants",
+        "",
+        "`bench/behaviour.py --output reports/bench/behaviour_<variant>.json` on the bundles of "
+        "a run in \"Variants tried\" (named by its scratch directory), the same suite:",
+        "",
+        "| capability | " + " | ".join(label for label, _, _ in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for capability in columns[0][2]["suite"]["tests"]:
+        rates = [row["failure_rate"][capability] for _, row, _ in columns]
+        lines.append(
+            f"| {capability.replace('_', ' ')} | " + " | ".join(f"{r:.0%}" for r in rates) + " |"
+        )
+    dates = sorted({measured_on(report) for _, _, report in columns})
+    return [*lines, "", f"Measured {'; '.join(dates)}.", ""]
 
 
 def fill_readme(text: str) -> str:
