@@ -789,7 +789,7 @@ def behaviour_variants_section(paths: list[Path]) -> list[str]:
         "### Behaviour of the variants",
         "",
         "`bench/behaviour.py --output reports/bench/behaviour_<variant>.json` on the bundles of "
-        "a run in \"Variants tried\" (named by its scratch directory), the same suite:",
+        'a run in "Variants tried" (named by its scratch directory), the same suite:',
         "",
         "| capability | " + " | ".join(label for label, _, _ in columns) + " |",
         "|---|" + "---:|" * len(columns),
