@@ -752,13 +752,27 @@ def behaviour_bundles(report: dict) -> str:
     return f"`{report['models_dir']}`" + (f"; {', '.join(elsewhere)}" if elsewhere else "")
 
 
+# earlier defaults shown beside today's in the README: (their report, its model, label)
+README_COMPARED = (
+    ("behaviour_invariance.json", "ensemble", "ensemble before negation_not and subject_object"),
+    ("behaviour_invariance.json", "ensemble, Quora pairs only", "ensemble, Quora pairs only"),
+)
+
+
 def readme_behaviour() -> str:
     report = load("behaviour.json")
+    models = dict(report["models"])
+    dates = []
+    for name, model, label in README_COMPARED:
+        earlier = load(name)
+        models[label] = earlier["models"][model]
+        dates.append(f"`{label}` {earlier['date']}")
+    report = {**report, "models": models}
     return (
         "\n".join(behaviour_table(report))
         + f"\n\nShare of the suite's tests failed, each model at its own threshold; models "
         f"trained on the full release ({behaviour_bundles(report)}); measured "
-        f"{measured_on(report)}.\n"
+        f"{measured_on(report)} ({', '.join(dates)}).\n"
     )
 
 
