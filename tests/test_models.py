@@ -284,6 +284,24 @@ def test_length_buckets_hold_every_pair_once_per_epoch_cut_to_its_batch():
     assert np.array_equal(first, epochs[0])  # the same seed, the same order
 
 
+def test_pairs_padded_for_devices_divide_evenly_and_the_copies_weigh_nothing():
+    from pipeline.models.base import LengthBuckets, padded_for_devices
+
+    labels = np.array([1, 0, 0, 1, 0])
+    pairs = {"q1": np.arange(10).reshape(5, 2), "q2": np.arange(10, 20).reshape(5, 2)}
+    pairs["label"] = labels
+    grown, weights = padded_for_devices(pairs, 4, {0: 0.5, 1: 2.0})
+    assert len(grown["label"]) == len(grown["q1"]) == 8
+    assert np.array_equal(grown["q2"][:5], pairs["q2"]) and (grown["q1"][5:] == [0, 1]).all()
+    assert np.array_equal(weights, [2.0, 0.5, 0.5, 2.0, 0.5, 0, 0, 0])
+    same, ones = padded_for_devices(pairs, 5, None)
+    assert same is pairs and np.array_equal(ones, np.ones(5))
+    buckets = LengthBuckets(grown, batch_size=4, weights=weights, seed=0)
+    batches = [buckets.batch(rows) for rows in buckets.epoch_rows()]
+    assert [len(batch[1]) for batch in batches] == [4, 4]
+    assert sum(batch[2].sum() for batch in batches) == weights.sum()
+
+
 class WeightsStub:
     """What EarlyStopping touches on a model: its weights (here, the epoch that set them)."""
 

@@ -132,7 +132,7 @@ class KerasKind(ModelKind):
         return self._build(params, text_model)
 
     def fit(self, params, train_cfg, text_model, train, val, dirs) -> Fitted:
-        scope, device = configure_backend(train_cfg)
+        scope, device, devices = configure_backend(train_cfg)
         log.info("training %s on %s", self.name, device)
         with scope:
             model = self.build(params, text_model)
@@ -144,21 +144,37 @@ class KerasKind(ModelKind):
             ),
         ]
         weights = class_weights(train["label"], train_cfg["class_weight"])
+        val_rows, val_weights, train_weights = len(val["label"]), None, None
+        if devices > 1:  # JAX splits every batch evenly over the devices
+            for key, size in (
+                (f"{self.name}.batch_size", params["batch_size"]),
+                ("train.predict_batch", train_cfg["predict_batch"]),
+            ):
+                if size % devices:
+                    raise ParamsError(f"{key}: {size} does not divide over {devices} devices")
+            train, train_weights = padded_for_devices(train, devices, weights)
+            val, val_weights = padded_for_devices(val, devices, None)
         if accepts_any_length(model):
-            training = (length_buckets(train, params["batch_size"], weights, train_cfg["seed"]),)
+            row_weights = weights if train_weights is None else train_weights
+            training = (
+                length_buckets(train, params["batch_size"], row_weights, train_cfg["seed"]),
+            )
             fit_args = {"shuffle": False}  # the buckets shuffle themselves
             log.info("batches of similar length, each cut to its longest question")
         else:
             training = ({"q1": train["q1"], "q2": train["q2"]}, train["label"].astype(np.float32))
-            fit_args = {
-                "batch_size": params["batch_size"],
-                "shuffle": True,
-                "class_weight": weights,
-            }
+            fit_args = {"batch_size": params["batch_size"], "shuffle": True}
+            if train_weights is None:
+                fit_args["class_weight"] = weights
+            else:
+                fit_args["sample_weight"] = train_weights
+        validation = ({"q1": val["q1"], "q2": val["q2"]}, val["label"].astype(np.float32))
+        if val_weights is not None:
+            validation += (val_weights,)
         start = time.perf_counter()
         history = model.fit(
             *training,
-            validation_data=({"q1": val["q1"], "q2": val["q2"]}, val["label"].astype(np.float32)),
+            validation_data=validation,
             epochs=params["epochs"],
             callbacks=callbacks,
             verbose=2,
@@ -175,7 +191,7 @@ class KerasKind(ModelKind):
             "epochs_run": epochs_run,
             "seconds_per_epoch": round(seconds / max(epochs_run, 1), 2),
         }
-        return Fitted(model, np.asarray(raw_val).ravel(), info)
+        return Fitted(model, np.asarray(raw_val).ravel()[:val_rows], info)
 
     def save(self, model, directory: Path, text_model) -> dict:
         import keras
@@ -306,11 +322,17 @@ class LengthBuckets:
 
     Each epoch shuffles anew from `seed`: the pairs are shuffled, sorted by length within
     windows of `window` batches, cut into batches, and the batches shuffled. With class
-    weights, each pair carries its class's weight.
+    weights, each pair carries its class's weight; `weights` may also give one per pair.
     """
 
     def __init__(
-        self, pairs: dict, batch_size: int, weights: dict | None, seed: int, step=8, window=64
+        self,
+        pairs: dict,
+        batch_size: int,
+        weights: dict | np.ndarray | None,
+        seed: int,
+        step=8,
+        window=64,
     ):
         from pipeline.text_model import PAD_ID
 
@@ -319,7 +341,9 @@ class LengthBuckets:
         # post-padded: a question's length is its count of real tokens
         self.lengths = np.maximum((self.q1 != PAD_ID).sum(axis=1), (self.q2 != PAD_ID).sum(axis=1))
         self.sample_weights = None
-        if weights:
+        if isinstance(weights, np.ndarray):  # one per pair
+            self.sample_weights = weights
+        elif weights:
             self.sample_weights = np.where(self.labels == 1, weights[1], weights[0])
             self.sample_weights = self.sample_weights.astype(np.float32)
         self.batch_size, self.step, self.window = batch_size, step, window
@@ -345,7 +369,9 @@ class LengthBuckets:
         return (*batch, self.sample_weights[rows])
 
 
-def length_buckets(pairs: dict, batch_size: int, weights: dict | None, seed: int, **options):
+def length_buckets(
+    pairs: dict, batch_size: int, weights: dict | np.ndarray | None, seed: int, **options
+):
     """`LengthBuckets` as the running Keras backend trains on them: a tf.data pipeline under
     TensorFlow (whose adapter for a Python dataset fixes the shapes of the first batches), a
     `keras.utils.PyDataset` under JAX and torch."""
@@ -382,6 +408,21 @@ def length_buckets(pairs: dict, batch_size: int, weights: dict | None, seed: int
     return dataset.apply(tf.data.experimental.assert_cardinality(len(buckets))).prefetch(2)
 
 
+def padded_for_devices(pairs: dict, devices: int, weights: dict | None) -> tuple[dict, np.ndarray]:
+    """`pairs` grown to a multiple of `devices` rows with copies of the first, and per-row
+    sample weights (the class weights, or 1) that are 0 on the copies: JAX shards each batch
+    evenly over the devices, and a copy so weighted changes no loss or metric."""
+    labels = pairs["label"]
+    extra = -len(labels) % devices
+    sample_weights = np.ones(len(labels), dtype=np.float32)
+    if weights:
+        sample_weights = np.where(labels == 1, weights[1], weights[0]).astype(np.float32)
+    if extra:
+        rows = np.concatenate([np.arange(len(labels)), np.zeros(extra, dtype=np.int64)])
+        pairs = {key: value[rows] for key, value in pairs.items()}
+    return pairs, np.concatenate([sample_weights, np.zeros(extra, dtype=np.float32)])
+
+
 def in_batches(predict, batch_size: int, *arrays, gather=None) -> np.ndarray:
     """`predict` over row batches of `arrays` (or of the `gather` rows they index), written
     into one output array as they come (no list of parts to concatenate: half the peak
@@ -411,7 +452,8 @@ def class_weights(labels: np.ndarray, setting) -> dict | None:
 def configure_backend(train_cfg: dict):
     """Seeds, determinism, precision and distribution on the Keras backend that runs
     (`KERAS_BACKEND`: tensorflow, jax or torch); returns (the scope to build the model in, a
-    description of the device)."""
+    description of the device, the devices each batch is split over evenly: JAX's data
+    parallelism; 1 elsewhere, TensorFlow's mirrored strategy splits any batch)."""
     import contextlib
     import os
 
@@ -426,7 +468,7 @@ def configure_backend(train_cfg: dict):
     keras.utils.set_random_seed(int(train_cfg["seed"]))
     if train_cfg["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    scope, replicas = contextlib.nullcontext(), 1
+    scope, replicas, devices = contextlib.nullcontext(), 1, 1
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -444,11 +486,11 @@ def configure_backend(train_cfg: dict):
     elif mirrored:  # jax: Keras' data parallelism over every device
         distribution = keras.distribution.DataParallel()
         keras.distribution.set_distribution(distribution)
-        replicas = distribution.device_mesh.devices.size
+        replicas = devices = distribution.device_mesh.devices.size
     device = f"{keras_device()}, Keras on {backend}"
     if mirrored:
         device += f", mirrored over {replicas} replicas"
-    return scope, device
+    return scope, device, devices
 
 
 def keras_device() -> str:
