@@ -799,6 +799,8 @@ def behaviour_variants_section(paths: list[Path]) -> list[str]:
             if name in report["models"]:
                 row = report["models"][name]
                 columns.append((f"{run}, seed {row['train_seed']}: `{name}`", row, report))
+    if not columns:  # runs of other models only: nothing to set beside each other
+        return []
     lines = [
         "### Behaviour of the variants",
         "",
