@@ -7,12 +7,15 @@ questions by swapping two phrases, and pairs the question with its rewrite:
 
 - where the order says who does what to whom, the rewrite asks something else (label 0):
   `from_to` ("from A to B"), `comparative` ("is A better than B"), `entity_swap` (two names
-  around a relation word: "did A declare war on B");
+  around a relation word: "did A declare war on B"), `convert_to` ("convert A to B", "exchange
+  A for B": `CONVERSION_VERBS`);
 - where the order carries no meaning, it asks the same thing (label 1): `between` ("between A
   and B"), `conjunct` (two names joined by and / or / vs).
 
-Three more recipes change one word instead, to the opposite meaning (label 0): `antonym`
-("better" -> "worse", "before" -> "after": `ANTONYMS`, both ways), `negation` (the first
+Four more recipes change one word instead, to the opposite meaning (label 0): `antonym`
+("better" -> "worse", "before" -> "after": `ANTONYMS`, both ways), `comparative_opposite` (a
+comparative before "than" and its opposite, a phrase where English writes one: "cheaper" ->
+"more expensive", `COMPARATIVE_OPPOSITES`), `negation` (the first
 auxiliary negated: "Why is" -> "Why isn't") and `negation_not` (the same spelled out, "not"
 after a question's subject: "Why is Python popular?" -> "Why is Python not popular?"; the text
 core reads "isn't" as "isn ' t", so without it no generated pair holds the word "not").
@@ -42,7 +45,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.lexicon import ANTONYMS, NEGATED, NEGATION
+from pipeline.lexicon import ANTONYMS, COMPARATIVE_OPPOSITES, NEGATED, NEGATION
 from pipeline.params import Fraction, Int, Names, Section, Text
 
 NAME = r"[A-Z][\w.+#-]*(?: [A-Z][\w.+#-]*){0,2}"  # one to three capitalized words
@@ -51,6 +54,8 @@ COMPARATIVES = (
     "better|worse|bigger|smaller|larger|faster|slower|cheaper|stronger|weaker|older|younger|"
     r"richer|poorer|safer|easier|harder|higher|lower|greater|smarter|more \w+|less \w+"
 )
+# what turns one thing into another: "convert A to B" asks the opposite of "convert B to A"
+CONVERSION_VERBS = "convert|change|exchange|turn|translate|transform|switch|migrate|transfer"
 RELATION_WORDS = "to|on|against|with|for|by|over|into|from|at|than|about|of"
 QUESTION_WORDS = "why|how|what|when|where|who|which"
 AUXILIARIES = "is|are|was|were|do|does|did|can|could|should|would|will"
@@ -62,7 +67,8 @@ NOT_A_PHRASE = frozenset(
     "i you he she it we they me him her us them this that these those there here what which "
     "who whom whose how why when where other others any some all each every one ones else "
     "is are was were be been do does did can could will would should may might must has have "
-    "had not no more most less very much many ever never before after".split()
+    "had not no more most less very much many ever never before after on off up down out over "
+    "back around away".split()  # the last: a verb's particle ("turn on"), not a phrase
 )
 
 
@@ -117,6 +123,23 @@ RECIPES = {
             1,
             rf"^(?P<pre>\S.*? )(?P<a>{NAME})(?P<mid> (?:and|or|vs\.?|versus) )"
             rf"(?P<b>{NAME})(?P<post>\b.*)$",
+        ),
+        Recipe(
+            "convert_to",
+            0,
+            rf"^(?P<pre>.*?\b(?i:{CONVERSION_VERBS})(?:s|ed|ing)? (?:(?i:my|your|our|their) )?)"
+            rf"(?P<a>{PHRASE})(?P<mid> (?:to|into|for) )(?P<b>{PHRASE})"
+            # b ends the question or a preposition follows it: "convert PDF to Word document"
+            # would swap the first word of a longer name
+            r"(?P<post>(?:,? (?:in|using|with|without|on|online|at|for|by|and|or|so|if|when|"
+            r"while|manually|easily|quickly|automatically)\b.*)?[\s?.!]*)$",
+        ),
+        Recipe(
+            "comparative_opposite",
+            0,
+            rf"^(?P<pre>.*?\b)(?P<a>{_words(w for pair in COMPARATIVE_OPPOSITES for w in pair)})"
+            r"(?P<post> than .*)$",
+            replace={**dict(COMPARATIVE_OPPOSITES), **{b: a for a, b in COMPARATIVE_OPPOSITES}},
         ),
         Recipe(
             "antonym",

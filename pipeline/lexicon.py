@@ -9,6 +9,19 @@ ANTONYMS = (
     ("increase", "decrease"), ("advantages", "disadvantages"), ("positive", "negative"),
     ("buy", "sell"), ("win", "lose"), ("import", "export"), ("love", "hate"),
 )  # fmt: skip
+# a comparative and its opposite, written as English writes them ("cheaper" against "more
+# expensive"): the comparative_opposite recipe replaces each by the other before "than"
+COMPARATIVE_OPPOSITES = (
+    ("better", "worse"), ("bigger", "smaller"), ("faster", "slower"), ("easier", "harder"),
+    ("stronger", "weaker"), ("richer", "poorer"), ("older", "younger"), ("higher", "lower"),
+    ("longer", "shorter"), ("heavier", "lighter"), ("warmer", "colder"), ("smarter", "dumber"),
+    ("cheaper", "more expensive"), ("safer", "more dangerous"), ("healthier", "less healthy"),
+    ("more popular", "less popular"), ("more important", "less important"),
+    ("more common", "less common"), ("more powerful", "less powerful"),
+    ("more efficient", "less efficient"), ("more likely", "less likely"),
+    ("more useful", "less useful"), ("more effective", "less effective"),
+    ("more difficult", "less difficult"), ("more accurate", "less accurate"),
+)  # fmt: skip
 NEGATED = {
     "is": "isn't", "are": "aren't", "was": "wasn't", "were": "weren't", "do": "don't",
     "does": "doesn't", "did": "didn't", "can": "can't", "could": "couldn't",

@@ -59,6 +59,17 @@ def rewrite(question: str, recipe: str) -> str | None:
             "Should I learn Swift or Kotlin first?",
             "Should I learn Kotlin or Swift first?",
         ),
+        ("convert_to", "How do I convert PDF to Word?", "How do I convert Word to PDF?"),
+        (
+            "convert_to",
+            "How can I convert my dollars into rupees online?",
+            "How can I convert my rupees into dollars online?",
+        ),
+        (
+            "convert_to",
+            "What is the best way to exchange dollars for euros?",
+            "What is the best way to exchange euros for dollars?",
+        ),
     ],
 )
 def test_each_recipe_swaps_the_two_phrases(recipe, question, expected):
@@ -69,6 +80,12 @@ def test_each_recipe_swaps_the_two_phrases(recipe, question, expected):
     ("recipe", "question", "expected"),
     [
         ("antonym", "Is it better to rent or buy?", "Is it worse to rent or buy?"),
+        (
+            "comparative_opposite",
+            "Why is gold more expensive than silver?",
+            "Why is gold cheaper than silver?",
+        ),
+        ("comparative_opposite", "Is Python safer than C?", "Is Python more dangerous than C?"),
         ("negation", "Why is the sky blue?", "Why isn't the sky blue?"),
         ("negation_not", "Why is Python so popular?", "Why is Python not so popular?"),
         ("negation_not", "How can I lose weight?", "How can I not lose weight?"),
@@ -88,6 +105,9 @@ def test_each_change_recipe_writes_the_opposite(recipe, question, expected):
         ("entity_swap", "How do I move from Canada to Canada?"),  # the same name twice
         ("conjunct", "Who sang Yo Yo Honey Singh and Daler Mehndi?"),  # a name cut in two
         ("between", "What is the difference?"),
+        ("convert_to", "Why is lingerie such a turn on for men?"),  # a particle, not a phrase
+        ("convert_to", "How do I convert PDF to Word documents for free?"),  # a longer name
+        ("comparative_opposite", "Which is better, Python or Java?"),  # no "than": no comparison
         ("negation", "Why isn't the sky blue?"),  # negated already: a second would not flip it
         ("antonym", "Why can't I sleep after coffee?"),
         ("negation_not", "Why is Python not popular?"),
@@ -151,6 +171,7 @@ def train_split():
         "Should I learn Swift or Kotlin first?",
         "What should I eat before a run?",
         "How do I learn to cook?",
+        "How do I convert PDF to Word?",
     ]
     return pd.DataFrame(
         {
@@ -181,7 +202,7 @@ def test_a_perturbation_rewrites_one_question_of_a_real_pair_and_keeps_its_label
     train.loc[::2, "is_duplicate"] = 1
     train.loc[3, "question2"] = None  # a pair without a second question is never drawn
     pairs = generated_pairs(train, [name], 1.0, seed=3, key=key)
-    assert len(pairs) == 9 and set(pairs["recipe"]) == {name}
+    assert len(pairs) == len(train) - 1 and set(pairs["recipe"]) == {name}
     real = {(q1, q2): label for q1, q2, label in train.itertuples(index=False)}
     questions = set(train["question1"]) | set(train["question2"].dropna())
     rows = pairs[["question1", "question2", "is_duplicate"]].itertuples(index=False)
