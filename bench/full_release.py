@@ -23,7 +23,7 @@ import yaml
 from accuracy import VECTORS, scratch_params
 from common import ROOT, machine, timed_stage
 
-from pipeline.io import read_json, write_json
+from pipeline.io import exclusive_lock, read_json, write_json
 
 FULL = ROOT.parent / "shared" / "data" / "quora" / "quora_pairs_full.parquet"
 DATA_STAGES = ("raw", "prepare", "vectors", "features")
@@ -87,7 +87,7 @@ def main() -> None:
     params["data"]["expected_rows"] = None
 
     output = ROOT / args.output
-    report = read_json(output) if output.exists() else {"stages": {}, "runs": []}
+    report = {"stages": {}, "runs": []}  # the header; save() merges into the output as it is
     report.update(
         data=os.path.relpath(args.data, ROOT),
         date=date.today().isoformat(),
@@ -99,16 +99,20 @@ def main() -> None:
     if args.variant:
         report["variant"] = args.variant
 
-    for run in report["runs"]:  # runs recorded before val metrics were: from their bundle
-        bundle_path = work / "models" / run["model"] / "bundle.json"
-        if "val_metrics" not in run and bundle_path.exists():
-            bundle = read_json(bundle_path)
-            if bundle["train_params"]["seed"] == run["seed"]:
-                run["val_metrics"] = bundle["val_metrics"]
+    measured = {"stages": {}, "runs": {}}  # what this process adds to the output
 
     def save() -> None:
-        report["models"] = summarize(report["runs"])
-        write_json(output, report)
+        """Merge this process's figures into the output as it is now: runs of other seeds may
+        write the same file from another scratch directory meanwhile."""
+        with exclusive_lock(output, timeout=60):
+            latest = read_json(output) if output.exists() else report
+            latest["stages"] = {**latest.get("stages", {}), **measured["stages"]}
+            latest["runs"] = [
+                r for r in latest.get("runs", []) if (r["model"], r["seed"]) not in measured["runs"]
+            ] + list(measured["runs"].values())
+            header = {k: v for k, v in report.items() if k not in ("stages", "runs", "models")}
+            latest.update(header, models=summarize(latest["runs"]))
+            write_json(output, latest)
 
     outputs = {
         "raw": work / "raw",
@@ -120,8 +124,8 @@ def main() -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     for name in DATA_STAGES:
         if name in args.stages or not outputs[name].exists():
-            report["stages"][name] = timed_stage(name, path, log=log)
-            print(f"{name}: {report['stages'][name]}", flush=True)
+            measured["stages"][name] = timed_stage(name, path, log=log)
+            print(f"{name}: {measured['stages'][name]}", flush=True)
             save()
     data = read_json(work / "data.json")
     report["pairs"] = {s: data[s]["pairs"] for s in ("train", "val", "test")}
@@ -134,8 +138,10 @@ def main() -> None:
             if model in DETERMINISTIC_MODELS and seed != args.seeds[0]:
                 continue
             key = model if seed == base_seed else f"{model}@{seed}"
-            report["stages"][f"train@{key}"] = timed_stage("train", path, "--model", model, log=log)
-            report["stages"][f"evaluate@{key}"] = timed_stage(
+            measured["stages"][f"train@{key}"] = timed_stage(
+                "train", path, "--model", model, log=log
+            )
+            measured["stages"][f"evaluate@{key}"] = timed_stage(
                 "evaluate", path, "--model", model, log=log
             )
             metrics = read_json(work / "metrics" / f"{model}.json")
@@ -147,9 +153,7 @@ def main() -> None:
                 "val_metrics": bundle["val_metrics"],  # what settings are chosen on
                 "metrics": metrics,
             }
-            report["runs"] = [
-                r for r in report["runs"] if (r["model"], r["seed"]) != (model, seed)
-            ] + [run]
+            measured["runs"][(model, seed)] = run
             save()
             print(
                 f"{model} seed {seed}: test accuracy {metrics['accuracy']:.4f} ROC-AUC "
