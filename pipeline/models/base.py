@@ -340,12 +340,10 @@ class LengthBuckets:
         self.labels = pairs["label"].astype(np.float32)
         # post-padded: a question's length is its count of real tokens
         self.lengths = np.maximum((self.q1 != PAD_ID).sum(axis=1), (self.q2 != PAD_ID).sum(axis=1))
-        self.sample_weights = None
         if isinstance(weights, np.ndarray):  # one per pair
             self.sample_weights = weights
-        elif weights:
-            self.sample_weights = np.where(self.labels == 1, weights[1], weights[0])
-            self.sample_weights = self.sample_weights.astype(np.float32)
+        else:
+            self.sample_weights = per_pair_weights(self.labels, weights)
         self.batch_size, self.step, self.window = batch_size, step, window
         self.rng = np.random.default_rng(seed)
 
@@ -411,12 +409,14 @@ def length_buckets(
 def padded_for_devices(pairs: dict, devices: int, weights: dict | None) -> tuple[dict, np.ndarray]:
     """`pairs` grown to a multiple of `devices` rows with copies of the first, and per-row
     sample weights (the class weights, or 1) that are 0 on the copies: JAX shards each batch
-    evenly over the devices, and a copy so weighted changes no loss or metric."""
+    evenly over the devices. A copy so weighted adds nothing to the loss or the metrics; only
+    batch-norm statistics of the one batch that holds the copies (fewer than `devices`) see
+    them."""
     labels = pairs["label"]
     extra = -len(labels) % devices
-    sample_weights = np.ones(len(labels), dtype=np.float32)
-    if weights:
-        sample_weights = np.where(labels == 1, weights[1], weights[0]).astype(np.float32)
+    sample_weights = per_pair_weights(labels, weights)
+    if sample_weights is None:
+        sample_weights = np.ones(len(labels), dtype=np.float32)
     if extra:
         rows = np.concatenate([np.arange(len(labels)), np.zeros(extra, dtype=np.int64)])
         pairs = {key: value[rows] for key, value in pairs.items()}
@@ -437,6 +437,13 @@ def in_batches(predict, batch_size: int, *arrays, gather=None) -> np.ndarray:
             out = np.empty((len(arrays[0]), *result.shape[1:]), dtype=np.float32)
         out[start : start + len(result)] = result
     return out
+
+
+def per_pair_weights(labels: np.ndarray, weights: dict | None) -> np.ndarray | None:
+    """Each pair's class weight (float32), or None without class weights."""
+    if not weights:
+        return None
+    return np.where(labels == 1, weights[1], weights[0]).astype(np.float32)
 
 
 def class_weights(labels: np.ndarray, setting) -> dict | None:
