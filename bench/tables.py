@@ -754,7 +754,7 @@ def behaviour_bundles(report: dict) -> str:
 
 # earlier defaults shown beside today's in the README: (their report, its model, label)
 README_COMPARED = (
-    ("behaviour_invariance.json", "ensemble", "ensemble before negation_not and subject_object"),
+    ("behaviour_recipes.json", "ensemble", "ensemble before convert_to and comparative_opposite"),
     ("behaviour_invariance.json", "ensemble, Quora pairs only", "ensemble, Quora pairs only"),
 )
 
@@ -794,18 +794,18 @@ def behaviour_variants_section(paths: list[Path]) -> list[str]:
     columns = []
     for path in paths:
         report = json.loads(path.read_text())
-        run = Path(report["models_dir"]).parent.name
+        variant = re.sub(r"_\d+$", "", path.stem.removeprefix("behaviour_"))  # its seed is below
         for name in ("re2", "ensemble"):
             if name in report["models"]:
                 row = report["models"][name]
-                columns.append((f"{run}, seed {row['train_seed']}: `{name}`", row, report))
+                columns.append((f"{variant}, seed {row['train_seed']}: `{name}`", row, report))
     if not columns:  # runs of other models only: nothing to set beside each other
         return []
     lines = [
         "### Behaviour of the variants",
         "",
         "`bench/behaviour.py --output reports/bench/behaviour_<variant>.json` on the bundles of "
-        'a run in "Variants tried" (named by its scratch directory), the same suite:',
+        'a run in "Variants tried" (named by that file), the same suite:',
         "",
         "| capability | " + " | ".join(label for label, _, _ in columns) + " |",
         "|---|" + "---:|" * len(columns),

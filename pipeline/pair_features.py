@@ -42,10 +42,6 @@ FEATURE_NAMES = (
     "char_tfidf_cosine",
     "shared_word_share",
     "shared_idf_share",
-    "shared_words_of_fewer",
-    "shared_words_of_more",
-    "shared_idf_of_smaller",
-    "shared_idf_of_larger",
     "shared_bigram_share",
     "unshared_bigrams_joining",
     "unshared_bigrams_relating",
@@ -163,21 +159,12 @@ def pair_features(a: QuestionTable, b: QuestionTable, word_vectors: np.ndarray) 
     columns["word_tfidf_cosine"] = _row_dot(a.words, b.words)
     columns["char_tfidf_cosine"] = _row_dot(a.chars, b.chars)
     both = np.asarray(a.presence.multiply(b.presence).sum(axis=1)).ravel()
-    words_a = np.asarray(a.presence.sum(axis=1)).ravel()
-    words_b = np.asarray(b.presence.sum(axis=1)).ravel()
-    columns["shared_word_share"] = _share(both, words_a + words_b - 2 * both)
+    either = np.asarray(a.presence.sum(axis=1)).ravel() + np.asarray(b.presence.sum(axis=1)).ravel()
+    columns["shared_word_share"] = _share(both, either - 2 * both)
     shared_idf = np.asarray(a.word_idf.multiply(b.presence).sum(axis=1)).ravel()
     idf_a = np.asarray(a.word_idf.sum(axis=1)).ravel()
     idf_b = np.asarray(b.word_idf.sum(axis=1)).ravel()
     columns["shared_idf_share"] = _share(shared_idf, idf_a + idf_b - 2 * shared_idf)
-    # the same overlap against one question at a time: words added to one question ("Quick
-    # question: ...") leave the other's share unchanged, where they dilute the shares above
-    fewer, more = np.minimum(words_a, words_b), np.maximum(words_a, words_b)
-    columns["shared_words_of_fewer"] = _share(both, fewer - both)
-    columns["shared_words_of_more"] = _share(both, more - both)
-    smaller, larger = np.minimum(idf_a, idf_b), np.maximum(idf_a, idf_b)
-    columns["shared_idf_of_smaller"] = _share(shared_idf, smaller - shared_idf)
-    columns["shared_idf_of_larger"] = _share(shared_idf, larger - shared_idf)
     # the same words in another order share fewer bigrams: "from india to canada" and "from
     # canada to india" share every word but one bigram of three
     unshared = _in_one_only(a.bigrams, b.bigrams)

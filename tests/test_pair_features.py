@@ -103,7 +103,6 @@ def reference_features(q1: str, q2: str, model: TextModel, train_docs: list[dict
     both, either = sets[0] & sets[1], sets[0] | sets[1]
     idf_both = sum(idf[t] for t in both)
     idf_either = sum(idf[t] for t in either)
-    idf_each = [sum(idf[t] for t in words) for words in sets]
     numbers = [{t for t in toks if t.isdigit()} for toks in tokens]
     question_words = [next((t for t in toks if t in QUESTION_WORDS), None) for toks in tokens]
     vectors = {w: v for w, v in zip(model.vocab, model.vectors, strict=True) if np.any(v)}
@@ -158,10 +157,6 @@ def reference_features(q1: str, q2: str, model: TextModel, train_docs: list[dict
         "char_tfidf_cosine": cosine(char_tfidf(q1), char_tfidf(q2)),
         "shared_word_share": len(both) / len(either) if either else 0.0,
         "shared_idf_share": idf_both / idf_either if idf_either else 0.0,
-        "shared_words_of_fewer": len(both) / min(map(len, sets)) if min(map(len, sets)) else 0.0,
-        "shared_words_of_more": len(both) / max(map(len, sets)) if max(map(len, sets)) else 0.0,
-        "shared_idf_of_smaller": idf_both / min(idf_each) if min(idf_each) else 0.0,
-        "shared_idf_of_larger": idf_both / max(idf_each) if max(idf_each) else 0.0,
         "shared_bigram_share": (
             len(bigrams[0] & bigrams[1]) / len(bigrams_either) if bigrams_either else 0.0
         ),
