@@ -20,14 +20,13 @@ from datetime import date
 from pathlib import Path
 
 import yaml
-from accuracy import VECTORS, scratch_params
+from accuracy import DETERMINISTIC_MODELS, VECTORS, scratch_params
 from common import ROOT, machine, timed_stage
 
 from pipeline.io import exclusive_lock, read_json, write_json
 
 FULL = ROOT.parent / "shared" / "data" / "quora" / "quora_pairs_full.parquet"
 DATA_STAGES = ("raw", "prepare", "vectors", "features")
-DETERMINISTIC_MODELS = {"logreg"}
 # published test accuracies on the same split (the full 10,000 test pairs)
 PUBLISHED = {
     "BiMPM (Wang et al. 2017)": 0.882,
