@@ -104,7 +104,7 @@ def main() -> None:
         """Merge this process's figures into the output as it is now: runs of other seeds may
         write the same file from another scratch directory meanwhile."""
         with exclusive_lock(output, timeout=60):
-            latest = read_json(output) if output.exists() else report
+            latest = read_json(output) if output.exists() else {}
             latest["stages"] = {**latest.get("stages", {}), **measured["stages"]}
             latest["runs"] = [
                 r for r in latest.get("runs", []) if (r["model"], r["seed"]) not in measured["runs"]
