@@ -181,6 +181,48 @@ def test_mirrored_strategy_on_two_logical_cpus(featurized, tmp_path):
     assert "mirrored over 2 replicas" in result.stdout
 
 
+@pytest.mark.parametrize("name", ["re2", "residual"])
+def test_seeds_average_networks_each_trained_as_its_own_seed_would_be(featurized, tmp_path, name):
+    def trained(seed: int, seeds: int):
+        params = {
+            **featurized,
+            "train": {**featurized["train"], "seed": seed},
+            name: {**featurized[name], "seeds": seeds},
+            "paths": {
+                **featurized["paths"],
+                "models": str(tmp_path / f"models_{seed}_{seeds}"),
+                "live": str(tmp_path / f"live_{seed}_{seeds}"),
+            },
+        }
+        meta = train.run(params, name)
+        return meta, load_bundle(tmp_path / f"models_{seed}_{seeds}" / name)
+
+    test = pd.read_parquet(f"{featurized['paths']['processed']}/test.parquet")
+    q1, q2 = test["question1"], test["question2"]
+    meta, both = trained(42, 2)
+    _, first = trained(42, 1)
+    _, second = trained(43, 1)
+    assert meta["networks"] == 2 and meta["params"]["seeds"] == 2
+    assert (tmp_path / "live_42_2" / name / "seed_43" / "metrics.json").is_file()
+    raw = [encoded_raw(bundle, q1, q2) for bundle in (first, second)]
+    assert not np.allclose(raw[0], raw[1])  # two different networks
+    assert np.allclose(encoded_raw(both, q1, q2), np.mean(raw, axis=0), atol=1e-5)
+    # scoring per question then per pair is the whole averaged model
+    pairs = Pairs.from_columns(q1, q2)
+    model_in = both.model_inputs(pairs.questions)
+    whole = both.keras_model.predict(
+        {"q1": model_in[pairs.first], "q2": model_in[pairs.second]}, verbose=0
+    )
+    assert np.allclose(encoded_raw(both, q1, q2), np.ravel(whole), atol=1e-5)
+
+
+def encoded_raw(bundle, q1, q2) -> np.ndarray:
+    """Raw outputs scored as `dupq-score` does: each question once, then each pair."""
+    pairs = Pairs.from_columns(q1, q2)
+    rows = bundle.encode_questions(bundle.model_inputs(pairs.questions), batch_size=64)
+    return bundle.raw_from_encodings(rows, pairs.first, pairs.second, batch_size=64)
+
+
 def test_registry_lists_every_kind_and_rejects_unknown_names():
     from pipeline.models import get_kind, kind_names
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import ParamsError
-from pipeline.params import Section, check_section
+from pipeline.params import Int, Section, check_section
 
 log = logging.getLogger("train")
 
@@ -124,7 +124,7 @@ class KerasKind(ModelKind):
         output: str = "probability",
     ):
         self.name, self.reads, self._build, self.output = name, reads, build, output
-        self.param_fields = param_fields
+        self.param_fields = {**param_fields, "seeds": Int()}  # networks averaged (see fit)
 
     def build(self, params: dict, text_model):
         """The compiled Keras model for these params (checked first) and this text model."""
@@ -132,19 +132,61 @@ class KerasKind(ModelKind):
         return self._build(params, text_model)
 
     def fit(self, params, train_cfg, text_model, train, val, dirs) -> Fitted:
+        """`<kind>.seeds` networks, the i-th trained as a single network with seed train.seed
+        + i would be, joined into one model that averages their outputs. The first network
+        logs its curves to the model's dvclive directory, each further one to a subdirectory
+        named after its seed."""
+        networks, seconds, epochs_run = [], 0.0, 0
+        for number in range(params["seeds"]):
+            seed = train_cfg["seed"] + number
+            live = dirs.live if number == 0 else dirs.live / f"seed_{seed}"
+            model, took, epochs, device, devices = self._fit_network(
+                params, {**train_cfg, "seed": seed}, text_model, train, val, live
+            )
+            networks.append(model)
+            seconds, epochs_run = seconds + took, epochs_run + epochs
+        model = networks[0]
+        if len(networks) > 1:
+            from pipeline.models.layers import averaged
+
+            model = averaged(networks, name=self.name)
+            log.info(
+                "%s: the mean of %d networks (seeds %d-%d)",
+                self.name,
+                len(networks),
+                train_cfg["seed"],
+                train_cfg["seed"] + len(networks) - 1,
+            )
+        val_rows = len(val["label"])
+        if devices > 1:  # every batch splits evenly over the devices: topped up, then cut back
+            val, _ = padded_for_devices(val, devices, None)
+        raw_val = model.predict(
+            {"q1": val["q1"], "q2": val["q2"]}, batch_size=train_cfg["predict_batch"], verbose=0
+        )
+        info = {
+            "device": device,
+            "train_seconds": round(seconds, 2),
+            "epochs_run": epochs_run,
+            "seconds_per_epoch": round(seconds / max(epochs_run, 1), 2),
+            "networks": len(networks),
+        }
+        return Fitted(model, np.asarray(raw_val).ravel()[:val_rows], info)
+
+    def _fit_network(self, params, train_cfg, text_model, train, val, live: Path) -> tuple:
+        """One network, seeded by train_cfg: (model, seconds, epochs run, device, devices)."""
         scope, device, devices = configure_backend(train_cfg)
-        log.info("training %s on %s", self.name, device)
+        log.info("training %s on %s (seed %d)", self.name, device, train_cfg["seed"])
         with scope:
             model = self.build(params, text_model)
         callbacks = [
             early_stopping(train_cfg["patience"], train_cfg["warmup_epochs"]),
-            training_curves(dirs.live),
+            training_curves(live),
             *learning_rate_schedule(
                 train_cfg["lr_schedule"], params["learning_rate"], params["epochs"]
             ),
         ]
         weights = class_weights(train["label"], train_cfg["class_weight"])
-        val_rows, val_weights, train_weights = len(val["label"]), None, None
+        val_weights, train_weights = None, None
         if devices > 1:  # JAX splits every batch evenly over the devices
             for key, size in (
                 (f"{self.name}.batch_size", params["batch_size"]),
@@ -181,17 +223,7 @@ class KerasKind(ModelKind):
             **fit_args,
         )
         seconds = time.perf_counter() - start
-        epochs_run = len(history.history["loss"])
-        raw_val = model.predict(
-            {"q1": val["q1"], "q2": val["q2"]}, batch_size=train_cfg["predict_batch"], verbose=0
-        )
-        info = {
-            "device": device,
-            "train_seconds": round(seconds, 2),
-            "epochs_run": epochs_run,
-            "seconds_per_epoch": round(seconds / max(epochs_run, 1), 2),
-        }
-        return Fitted(model, np.asarray(raw_val).ravel()[:val_rows], info)
+        return model, seconds, len(history.history["loss"]), device, devices
 
     def save(self, model, directory: Path, text_model) -> dict:
         import keras

@@ -263,6 +263,48 @@ def pair_model(encoder: keras.Model, head: keras.Model, name: str) -> keras.Mode
     return keras.Model([q1, q2], head([encoder(q1), encoder(q2)]), name=name)
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LastAxisSlice(keras.layers.Layer):
+    """row -> row[..., start:stop]: one network's part of an averaged model's encoding."""
+
+    def __init__(self, start: int, stop: int, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop = start, stop
+
+    def call(self, row):
+        return row[..., self.start : self.stop]
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+def averaged(models: list[keras.Model], name: str) -> keras.Model:
+    """One pair model whose output is the mean of `models`' outputs (networks of one kind
+    trained with different seeds). Its encoder joins theirs along the last axis and its head
+    cuts each network's part back out, so it keeps the `encoder` / `head` split that scoring
+    runs per question and per pair."""
+    encoders = [model.get_layer("encoder") for model in models]
+    heads = [model.get_layer("head") for model in models]
+    for number, (encoder, head) in enumerate(zip(encoders, heads, strict=True), start=1):
+        encoder.name, head.name = f"encoder_{number}", f"head_{number}"
+    shape, dtype = tuple(encoders[0].input.shape[1:]), encoders[0].input.dtype
+    question = keras.Input(shape=shape, dtype=dtype, name="question")
+    joined = keras.layers.Concatenate(axis=-1, name="encodings")(
+        [encoder(question) for encoder in encoders]
+    )
+    encoder = keras.Model(question, joined, name="encoder")
+    a = keras.Input(shape=tuple(joined.shape[1:]), name="a")
+    b = keras.Input(shape=tuple(joined.shape[1:]), name="b")
+    outputs, start = [], 0
+    for number, (network_encoder, head) in enumerate(zip(encoders, heads, strict=True), start=1):
+        stop = start + int(network_encoder.output.shape[-1])
+        part = LastAxisSlice(start, stop, name=f"part_{number}")
+        outputs.append(head([part(a), part(b)]))
+        start = stop
+    head = keras.Model([a, b], keras.layers.Average(name="mean")(outputs), name="head")
+    return pair_model(encoder, head, name)
+
+
 def _encoding_inputs(width: int) -> tuple:
     return keras.Input(shape=(width,), name="a"), keras.Input(shape=(width,), name="b")
 
