@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ class Server:
     def __init__(self, *args, env=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"serve-{self.port}.log", "w+")
+        self.log = tempfile.TemporaryFile("w+")  # the server's output, gone when closed
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pipeline.serve.cli", "--port", str(self.port), *map(str, args)],
             cwd=ROOT,
