@@ -48,6 +48,12 @@ def main() -> None:
             "tests": {name: int((suite["capability"] == name).sum()) for name in CAPABILITIES},
             "groups": {name: group for name, (group, _) in CAPABILITIES.items()},
             "expect": {name: str(expect) for name, (_, expect) in CAPABILITIES.items()},
+            "perturbations": {
+                name: {str(k): int(v) for k, v in rows.value_counts(sort=False).items()}
+                for name, rows in suite.dropna(subset="perturbation").groupby(
+                    "capability", sort=False
+                )["perturbation"]
+            },
         },
         "models": {},
     }

@@ -741,6 +741,28 @@ def behaviour_table(report: dict) -> list[str]:
     return lines
 
 
+def perturbation_table(reports: list[dict], columns: list[tuple[str, dict]]) -> list[str]:
+    """Invariance failures per perturbation (rows) and column (a label and a model's results),
+    for the columns measured by perturbation; `reports` are the suite runs they come from."""
+    columns = [(label, row) for label, row in columns if "by_perturbation" in row]
+    suites = [r["suite"]["perturbations"] for r in reports if "perturbations" in r["suite"]]
+    if not columns or not suites:
+        return []
+    lines = [
+        "| invariance | perturbation | tests | " + " | ".join(label for label, _ in columns) + " |",
+        "|---|---|---:|" + "---:|" * len(columns),
+    ]
+    for capability, counts in suites[0].items():
+        for perturbation, count in counts.items():
+            rates = [row["by_perturbation"][capability][perturbation] for _, row in columns]
+            lines.append(
+                f"| {capability.replace('_', ' ')} | {perturbation} | {count} | "
+                + " | ".join(f"{rate:.0%}" for rate in rates)
+                + " |"
+            )
+    return ["", "The invariances by perturbation (the change made to one question):", "", *lines]
+
+
 def behaviour_bundles(report: dict) -> str:
     """Where the suite's bundles came from: the models directory, and any bundle elsewhere."""
     elsewhere = [
@@ -785,6 +807,7 @@ def behaviour_section(report: dict) -> list[str]:
         f"({behaviour_bundles(report)}). Measured {measured_on(report)}.",
         "",
         *behaviour_table(report),
+        *perturbation_table([report], [(f"`{m}`", row) for m, row in report["models"].items()]),
         "",
     ]
 
@@ -815,6 +838,9 @@ def behaviour_variants_section(paths: list[Path]) -> list[str]:
         lines.append(
             f"| {capability.replace('_', ' ')} | " + " | ".join(f"{r:.0%}" for r in rates) + " |"
         )
+    lines += perturbation_table(
+        [report for _, _, report in columns], [(label, row) for label, row, _ in columns]
+    )
     dates = sorted({measured_on(report) for _, _, report in columns})
     return [*lines, "", f"Measured {'; '.join(dates)}.", ""]
 

@@ -12,7 +12,8 @@ data. Each capability has its expectation:
   the perturbed one).
 
 The templates were written before any model was run on them and are not tuned to a model.
-`failure_rates` turns a model's predictions into the share of pairs failed per capability.
+`failed_tests` turns a model's predictions into the tests it fails; `failure_rates` counts them
+per capability, `perturbation_failure_rates` per invariance's perturbation.
 """
 
 from __future__ import annotations
@@ -242,7 +243,7 @@ def _invariance_bases() -> list[tuple[str, str]]:
     ]
 
 
-def _typo(text: str, rng: np.random.Generator) -> str:
+def _typo(text: str, rng: np.random.Generator) -> tuple[str, str]:
     """Two different neighbouring letters swapped inside the question's longest word."""
     words = text.split(" ")
     for i in sorted(range(len(words)), key=lambda k: -len(words[k])):
@@ -255,22 +256,23 @@ def _typo(text: str, rng: np.random.Generator) -> str:
         if places:
             j = int(rng.choice(places))
             words[i] = word[:j] + word[j + 1] + word[j] + word[j + 2 :]
-            return " ".join(words)
+            return " ".join(words), "letters swapped"
     raise ValueError(f"no typo to make in {text!r}")
 
 
-def _case_and_punctuation(text: str, rng: np.random.Generator) -> str:
+def _case_and_punctuation(text: str, rng: np.random.Generator) -> tuple[str, str]:
     choice = int(rng.integers(3))
     if choice == 0:
-        return text.lower().rstrip("?")
+        return text.lower().rstrip("?"), "lowercase, no question mark"
     if choice == 1:
-        return text.upper()
-    return text.rstrip("?") + "??"
+        return text.upper(), "uppercase"
+    return text.rstrip("?") + "??", "question mark doubled"
 
 
-def _polite(text: str, rng: np.random.Generator) -> str:
+def _polite(text: str, rng: np.random.Generator) -> tuple[str, str]:
     prefix = ["Can you tell me: ", "Please help: ", "Quick question: ", "I wonder: "]
-    return prefix[int(rng.integers(len(prefix)))] + text
+    chosen = prefix[int(rng.integers(len(prefix)))]
+    return chosen + text, chosen.strip()
 
 
 PERTURBATIONS = {
@@ -282,8 +284,8 @@ PERTURBATIONS = {
 
 def build_suite(seed: int = 0, per_capability: int = PAIRS_PER_CAPABILITY) -> pd.DataFrame:
     """The suite: one row per test, with `capability`, `group`, `expect` (0, 1 or "same"),
-    `question1`, `question2` and, for invariances, `base1`, `base2` (the unperturbed pair).
-    The same seed gives the same rows."""
+    `question1`, `question2` and, for invariances, `base1`, `base2` (the unperturbed pair) and
+    `perturbation` (which change was made). The same seed gives the same rows."""
     rng = np.random.default_rng(seed)
     raw = _raw_pairs()
     frames = []
@@ -295,11 +297,17 @@ def build_suite(seed: int = 0, per_capability: int = PAIRS_PER_CAPABILITY) -> pd
             base = [pool[i] for i in picks]
             perturb = PERTURBATIONS[name]
             # the perturbed question alternates between the two sides
-            rows = [
-                (b1, b2, perturb(b1, rng), b2) if k % 2 == 0 else (b1, b2, b1, perturb(b2, rng))
-                for k, (b1, b2) in enumerate(base)
-            ]
-            frame = pd.DataFrame(rows, columns=["base1", "base2", "question1", "question2"])
+            rows = []
+            for k, (b1, b2) in enumerate(base):
+                if k % 2 == 0:
+                    changed, how = perturb(b1, rng)
+                    rows.append((b1, b2, changed, b2, how))
+                else:
+                    changed, how = perturb(b2, rng)
+                    rows.append((b1, b2, b1, changed, how))
+            frame = pd.DataFrame(
+                rows, columns=["base1", "base2", "question1", "question2", "perturbation"]
+            )
         else:
             pool = list(dict.fromkeys(raw[name]))
             picks = rng.choice(len(pool), size=min(per_capability, len(pool)), replace=False)
@@ -313,8 +321,8 @@ def build_suite(seed: int = 0, per_capability: int = PAIRS_PER_CAPABILITY) -> pd
     return pd.concat(frames, ignore_index=True)
 
 
-def failure_rates(suite: pd.DataFrame, predicted: np.ndarray, base_predicted=None) -> dict:
-    """Share of failed tests per capability. `predicted` is each row's 0/1 prediction for
+def failed_tests(suite: pd.DataFrame, predicted: np.ndarray, base_predicted=None) -> np.ndarray:
+    """Per row, whether the test failed. `predicted` is each row's 0/1 prediction for
     (question1, question2); for invariances, `base_predicted` is the prediction for
     (base1, base2), and a test fails when the two differ."""
     predicted = np.asarray(predicted).astype(int)
@@ -328,22 +336,46 @@ def failure_rates(suite: pd.DataFrame, predicted: np.ndarray, base_predicted=Non
         if base_predicted is None:
             raise ValueError("invariance tests need base_predicted")
         failed[same] = predicted[same] != np.asarray(base_predicted).astype(int)[same]
+    return failed
+
+
+def failure_rates(suite: pd.DataFrame, failed: np.ndarray) -> dict:
+    """Share of failed tests (`failed_tests`) per capability."""
     by = pd.Series(failed).groupby(suite["capability"].to_numpy(), sort=False).mean()
     return {name: round(float(rate), 4) for name, rate in by.items()}
 
 
+def perturbation_failure_rates(suite: pd.DataFrame, failed: np.ndarray) -> dict:
+    """Per invariance capability, the share of failed tests per perturbation: which change
+    (a dropped question mark, uppercase, one opening) moves a model."""
+    same = (suite["expect"] == "same").to_numpy()
+    rows = suite[same]
+    by = pd.Series(failed[same]).groupby(
+        [rows["capability"].to_numpy(), rows["perturbation"].to_numpy()], sort=False
+    )
+    rates: dict[str, dict[str, float]] = {}
+    for (capability, perturbation), rate in by.mean().items():
+        rates.setdefault(capability, {})[perturbation] = round(float(rate), 4)
+    return rates
+
+
 def run_suite(bundle, suite: pd.DataFrame) -> dict:
-    """A bundle's failure rates on the suite, at the bundle's threshold: per capability, and
-    the worst capability of each group."""
+    """A bundle's failure rates on the suite, at the bundle's threshold: per capability, the
+    worst capability of each group, and per invariance's perturbation."""
     same = (suite["expect"] == "same").to_numpy()
     probability = bundle.predict_proba(suite["question1"], suite["question2"])
     predicted = (probability >= bundle.threshold).astype(int)
     base = np.zeros(len(suite), dtype=int)
     base_probability = bundle.predict_proba(suite["base1"][same], suite["base2"][same])
     base[same] = base_probability >= bundle.threshold
-    rates = failure_rates(suite, predicted, base)
+    failed = failed_tests(suite, predicted, base)
+    rates = failure_rates(suite, failed)
     worst: dict[str, float] = {}
     for capability, rate in rates.items():
         group = CAPABILITIES[capability][0]
         worst[group] = max(worst.get(group, 0.0), rate)
-    return {"failure_rate": rates, "worst_in_group": worst}
+    return {
+        "failure_rate": rates,
+        "worst_in_group": worst,
+        "by_perturbation": perturbation_failure_rates(suite, failed),
+    }

@@ -47,7 +47,8 @@ FORMAT_VERSION = 3  # 2: Keras models are encoder + head parts; 3: sha256 of eve
 class Pairs:
     """Pairs as codes into their distinct normalized questions, so each question is
     normalized and encoded once however often it repeats; `keys` tells which of them the text
-    core makes the same question (they differ only in case or spacing around symbols)."""
+    core makes the same question (they differ only in what it erases: case, spacing around
+    symbols, closing marks when `text.end_marks` drops them)."""
 
     questions: pd.Series  # distinct questions, normalized
     first: np.ndarray  # per pair: index into `questions` of question 1

@@ -28,7 +28,7 @@ from pipeline.text_model import FIRST_WORD_ID, TextModel
 CHAR_NGRAMS = (2, 3, 4, 5)  # byte n-grams of the lowercased text, spaces at both ends
 CHAR_BUCKETS = 1 << 20  # hashed n-gram columns
 SIMILARITY_TOKENS = 20  # words per question in the word-to-word cosine matrix
-SIMILARITY_BATCH = 1024  # pairs per cosine-matrix product: (1024, 20, dim) stays in cache
+SIMILARITY_BATCH = 1024  # pairs per cosine-matrix product
 QUESTION_WORDS = ("what", "how", "why", "which", "who", "whom", "whose", "where", "when")
 THREADED_PAIRS = 4096  # from this many pairs on, rapidfuzz compares them on every core
 FUZZ_SCORERS = {
@@ -288,7 +288,11 @@ def _word_similarities(ids_a: np.ndarray, ids_b: np.ndarray, unit: np.ndarray) -
         width_a = max(int(known_a.sum(axis=1).max(initial=0)), 1)
         width_b = max(int(known_b.sum(axis=1).max(initial=0)), 1)
         known_a, known_b = known_a[:, :width_a], known_b[:, :width_b]
-        a, b = unit[a_ids[:, :width_a]], unit[b_ids[:, :width_b]]
+        # in float64: float32 products summed in an order that depends on the batch's shape
+        # differ in the last bits, and trees split there; float64's noise is gone in the
+        # float32 features, so a pair's features do not depend on the pairs beside it
+        a = unit[a_ids[:, :width_a]].astype(np.float64)
+        b = unit[b_ids[:, :width_b]].astype(np.float64)
         sims = np.matmul(a, b.transpose(0, 2, 1))  # (pairs, words of a, words of b)
         valid = known_a[:, :, None] & known_b[:, None, :]
         cells = valid.sum(axis=(1, 2))

@@ -6,7 +6,9 @@ per question): the ~800k questions of the full Quora release tokenize in about t
 
 Tokenization rule: after optional lowercasing, every character that is not a letter, mark,
 digit or whitespace becomes a token of its own, and the rest is split on whitespace.
-"Don't use C++?" -> ["don", "'", "t", "use", "c", "+", "+", "?"]; CJK runs stay whole.
+"Don't use C++?" -> ["don", "'", "t", "use", "c", "+", "+", "?"]; CJK runs stay whole. With
+`end_marks: drop` the marks that close a question go first: "Why?", "Why??", "Why." and "Why"
+are one question (a question asks the same with any of them).
 """
 
 from __future__ import annotations
@@ -21,13 +23,21 @@ import pyarrow.compute as pc
 
 from pipeline.params import Bool, Choice, Section
 
-TEXT = Section("text", {"lowercase": Bool(), "unicode_form": Choice("NFKC", "NFC", "NFKD", "NFD")})
+TEXT = Section(
+    "text",
+    {
+        "lowercase": Bool(),
+        "unicode_form": Choice("NFKC", "NFC", "NFKD", "NFD"),
+        "end_marks": Choice("keep", "drop"),
+    },
+)
 
 WHITESPACE = r"[\s\p{Z}]+"
 # anything but single ASCII spaces: runs of spaces, other whitespace, ASCII control characters
 ODD_SPACE = r"\s\s|[\x00-\x1f\x7f]"
 INVISIBLE = r"[\p{Cc}\p{Cf}]"  # control and format characters (NUL, zero-width space, BOM)
 SYMBOL = r"([^\p{L}\p{M}\p{N}\s\p{Z}])"
+END_MARKS = r"[\s?!.]+$"  # what closes a question: "?", "??", "!", ".", "?!"
 # SYMBOL on ASCII text (RE2's \s is [\t\n\f\r ]): the same matches, compiled ~50x faster,
 # which is most of tokenizing a few questions (a query of the service, say)
 ASCII_SYMBOL = r"([^A-Za-z0-9\t\n\f\r ])"
@@ -39,6 +49,7 @@ class TextConfig:
 
     lowercase: bool = True
     unicode_form: str = "NFKC"
+    end_marks: str = "keep"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,6 +59,8 @@ class TextConfig:
         return cls(
             lowercase=bool(values["lowercase"]),
             unicode_form=values["unicode_form"],
+            # bundles made before the setting kept every end mark
+            end_marks=values.get("end_marks", "keep"),
         )
 
 
@@ -95,6 +108,10 @@ def tokenize(texts: Iterable, config: TextConfig = TextConfig()) -> pa.ListArray
     arr = pc.fill_null(to_arrow(texts), "")
     if config.lowercase:
         arr = pc.utf8_lower(arr)
+    if config.end_marks == "drop":
+        bare = pc.replace_substring_regex(arr, END_MARKS, "")
+        # a question of nothing but marks keeps them: it still has tokens
+        arr = pc.if_else(pc.equal(bare, ""), arr, bare)
     symbol = ASCII_SYMBOL if pc.all(pc.string_is_ascii(arr)).as_py() else SYMBOL
     # trimmed: Arrow 26's utf8_split_whitespace now and then keeps the text's trailing
     # whitespace in its last token ("? " for "?"; it reads past the string)
@@ -107,8 +124,8 @@ def tokenize(texts: Iterable, config: TextConfig = TextConfig()) -> pa.ListArray
 
 def canonical(texts: Iterable, config: TextConfig = TextConfig()) -> pa.Array:
     """Each text's tokens joined by single spaces: texts that differ only in what the text
-    core erases (case when lowercasing, spacing around symbols) get the same key, as every
-    model sees them as the same question."""
+    core erases (case when lowercasing, spacing around symbols, closing marks when dropping
+    them) get the same key, as every model sees them as the same question."""
     return pc.binary_join(tokenize(texts, config), " ")
 
 

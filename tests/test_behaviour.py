@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from pipeline.behaviour import CAPABILITIES, build_suite, failure_rates
+from pipeline.behaviour import (
+    CAPABILITIES,
+    build_suite,
+    failed_tests,
+    failure_rates,
+    perturbation_failure_rates,
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +57,43 @@ def test_failure_rates_count_wrong_labels_and_changed_predictions():
     expect = suite["expect"].to_numpy()
     perfect = np.where(expect == "1", 1, 0)
     base = np.zeros(len(suite), dtype=int)
-    assert set(failure_rates(suite, perfect, base).values()) == {0.0}
+    assert set(failure_rates(suite, failed_tests(suite, perfect, base)).values()) == {0.0}
     everything_duplicate = np.ones(len(suite), dtype=int)
-    rates = failure_rates(suite, everything_duplicate, np.ones(len(suite), dtype=int))
+    failed = failed_tests(suite, everything_duplicate, np.ones(len(suite), dtype=int))
+    rates = failure_rates(suite, failed)
     for name, (_, expectation) in CAPABILITIES.items():
         assert rates[name] == (1.0 if expectation == 0 else 0.0), name
-    flipped = failure_rates(suite, np.zeros(len(suite), dtype=int), np.ones(len(suite)))
+    flipped = failure_rates(
+        suite, failed_tests(suite, np.zeros(len(suite), dtype=int), np.ones(len(suite)))
+    )
     assert flipped["typo"] == 1.0 and flipped["order_free_and"] == 1.0
     with pytest.raises(ValueError, match="base_predicted"):
-        failure_rates(suite, perfect)
+        failed_tests(suite, perfect)
+
+
+def test_invariance_failures_are_also_counted_per_perturbation(suite):
+    invariance = suite[suite["expect"] == "same"]
+    assert invariance["perturbation"].notna().all()
+    cases = invariance[invariance["capability"] == "case_and_punctuation"]
+    assert set(cases["perturbation"]) == {
+        "lowercase, no question mark",
+        "uppercase",
+        "question mark doubled",
+    }
+    changed = np.where(cases["question1"] != cases["base1"], cases["question1"], cases["question2"])
+    assert all(
+        text.isupper() == (how == "uppercase") and text.endswith("??") == how.endswith("doubled")
+        for text, how in zip(changed, cases["perturbation"], strict=True)
+    )
+    # a model that fails exactly the uppercase tests
+    failed = (suite["perturbation"] == "uppercase").to_numpy()
+    rates = perturbation_failure_rates(suite, failed)
+    assert set(rates) == {"typo", "case_and_punctuation", "polite_prefix"}
+    assert rates["case_and_punctuation"] == {
+        "lowercase, no question mark": 0.0,
+        "uppercase": 1.0,
+        "question mark doubled": 0.0,
+    }
+    openings = {"Can you tell me:", "Please help:", "Quick question:", "I wonder:"}
+    assert set(rates["polite_prefix"]) == openings
+    assert set(rates["polite_prefix"].values()) == {0.0}

@@ -124,6 +124,17 @@ def test_save_load_round_trip(model, tmp_path):
     assert not any(p.suffix == ".pkl" for p in tmp_path.iterdir())
 
 
+def test_a_loaded_model_tokenizes_with_its_own_text_settings(tmp_path):
+    kv = word_vectors(["how", "do", "i", "learn", "python", "?"])
+    config = TextConfig(end_marks="drop")
+    TextModel.fit(TRAIN, config, kv, max_len=6).save(tmp_path)
+    loaded = TextModel.load(tmp_path)
+    assert loaded.text == config
+    assert loaded.tokens(["How do I learn Python??"]).to_pylist() == [
+        ["how", "do", "i", "learn", "python"]
+    ]
+
+
 def test_features_stage_outputs(featurized):
     from pipeline.text_model import load_split, load_tfidf
 

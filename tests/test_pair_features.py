@@ -243,3 +243,22 @@ def test_char_ngram_hashing_does_not_depend_on_how_texts_are_sliced(model):
     part = char_counts(texts.slice(4, 5))  # an Arrow slice: its buffers start elsewhere
     assert (whole[4:9] != part).nnz == 0
     assert whole[1].nnz == 1  # "" is "  ": one 2-gram
+
+
+def test_a_pair_gets_the_same_features_in_any_company():
+    # a score must not depend on the other pairs of its file: with 300-d vectors, the
+    # cosine matrix's product summed in another order when the batch's widest question
+    # changed, and LightGBM split on that float noise (a probability moved by 0.25)
+    rng = np.random.default_rng(1)
+    words = [f"w{i}" for i in range(300)]
+    kv = KeyedVectors(300)
+    kv.add_vectors(words, rng.normal(size=(len(words), 300)).astype(np.float32))
+    questions = [" ".join(rng.choice(words, size=rng.integers(2, 25))) + "?" for _ in range(400)]
+    model = TextModel.fit(pd.Series(questions), TextConfig(), kv, max_len=30)
+    table = QuestionTable.build(pd.Series(questions, dtype="string"), model, np.ones(CHAR_BUCKETS))
+    unit = unit_word_vectors(model)
+    first, second = np.arange(0, 400, 2), np.arange(1, 400, 2)
+    together = pair_features(table[first], table[second], unit)
+    for row in range(0, 200, 7):
+        alone = pair_features(table[first[[row]]], table[second[[row]]], unit)
+        assert np.array_equal(alone[0], together[row]), row

@@ -23,6 +23,24 @@ def test_lowercase_is_a_setting():
     assert token_lists(["Hello World"], TextConfig(lowercase=False)) == [["Hello", "World"]]
 
 
+def test_closing_marks_are_kept_or_dropped_as_set():
+    endings = ["Is C++ hard?", "is c++ hard??", "Is C++ hard.", "IS C++ HARD", "Is C++ hard ?!"]
+    dropped = token_lists(endings, TextConfig(end_marks="drop"))
+    assert all(tokens == ["is", "c", "+", "+", "hard"] for tokens in dropped)
+    assert len({tuple(tokens) for tokens in token_lists(endings)}) == len(endings)  # kept
+    # marks inside the question stay; a question of nothing but marks keeps its tokens
+    assert token_lists(["Is 3.5 > 3? Why?", "???"], TextConfig(end_marks="drop")) == [
+        ["is", "3", ".", "5", ">", "3", "?", "why"],
+        ["?", "?", "?"],
+    ]
+
+
+def test_a_saved_setting_without_end_marks_keeps_them():
+    # what bundles saved before the setting existed hold
+    assert TextConfig.from_dict({"lowercase": True, "unicode_form": "NFKC"}) == TextConfig()
+    assert TextConfig.from_dict(TextConfig(end_marks="drop").to_dict()).end_marks == "drop"
+
+
 def test_tokenized_and_raw_quora_text_agree():
     # the bimpm rows of the subset are pre-tokenized ("what 's") while raw rows are not
     assert token_lists(["What's up?"]) == token_lists(["What 's up ?"])

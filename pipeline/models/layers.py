@@ -282,7 +282,8 @@ def averaged(models: list[keras.Model], name: str) -> keras.Model:
     """One pair model whose output is the mean of `models`' outputs (networks of one kind
     trained with different seeds). Its encoder joins theirs along the last axis and its head
     cuts each network's part back out, so it keeps the `encoder` / `head` split that scoring
-    runs per question and per pair."""
+    runs per question and per pair. The networks' own encoders and heads are renamed in place
+    (`encoder_1`, `head_1`, ...): one model cannot hold two layers of one name."""
     encoders = [model.get_layer("encoder") for model in models]
     heads = [model.get_layer("head") for model in models]
     for number, (encoder, head) in enumerate(zip(encoders, heads, strict=True), start=1):
