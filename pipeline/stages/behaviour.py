@@ -2,7 +2,8 @@
 
 Reads params `train.models` and the bundles under models/ (models/ensemble too, when built);
 writes metrics/behaviour.json: per model, the share of the suite's tests it fails per
-capability and the worst capability of each group, so `dvc exp show` compares them.
+capability, the worst capability of each group and, for the invariances, per perturbation
+(which change moved it), so `dvc exp show` compares them.
 """
 
 from __future__ import annotations
