@@ -67,6 +67,7 @@ def main() -> None:
     report = {
         "date": date.today().isoformat(),
         "machine": machine(),
+        "work": args.work,
         "model": model,
         "settings": settings,
         "pairs": {name: len(frame) for name, frame in splits.items()},

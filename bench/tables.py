@@ -15,6 +15,7 @@ from accuracy import markdown, summarize
 from common import ROOT
 
 BENCH = ROOT / "reports" / "bench"
+FIND_WORK = "reports/bench/full_release_run"  # bench/find_full_release.py's default --work
 POST = {  # the 2017 post's figures for its models (full release, its own metric)
     "siamese": ("Siamese MLP: own gensim / spaCy / spaCy + TF-IDF vectors", "0.69 / 0.72 / 0.79"),
     "residual": ('"FC last layer"', "0.84"),
@@ -352,7 +353,8 @@ def find_full_release_section(report: dict) -> list[str]:
         "## Finding duplicates in the full release",
         "",
         "`bench/find_full_release.py`, with the standard split and the `"
-        f"{report['model']}` bundle of `bench/full_release.py`'s run. Index: "
+        f"{report['model']}` bundle of `bench/full_release.py`'s run in "
+        f"`{report.get('work', FIND_WORK)}`. Index: "
         f"{_index_settings(settings)}; {settings['candidates']} candidates re-ranked. "
         f"Measured {measured_on(report)}.",
         "",
@@ -428,6 +430,12 @@ def find_vectors_only_lines(before: dict, now: dict | None) -> list[str]:
         "The re-ranker's val NDCG@1 counts only the val queries with a known duplicate among "
         "their candidates; the lexical source brings more of them, the harder ones.",
     ]
+    works = [report.get("work", FIND_WORK) for report in (before, now)]
+    if works[0] != works[1]:
+        lines[-1] += (
+            f" The two rows re-rank with different `{now['model']}` bundles (`{works[0]}`, "
+            f"`{works[1]}`), so they differ by that too."
+        )
     return [*lines, ""]
 
 
