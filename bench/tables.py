@@ -675,8 +675,8 @@ SETTING = ("full_release_seeds.json", "full_release_batch_free.json")  # `make f
 
 
 def setting_models() -> tuple[dict, dict] | None:
-    """Each model of the full-release setting (`make full-release`), and the run that last
-    measured one."""
+    """Each model of the full-release setting (`make full-release`), and the last of its runs
+    (whose overrides and date the README names)."""
     reports = [report for name in SETTING if (report := load(name)) is not None]
     if not reports:
         return None
