@@ -48,7 +48,8 @@ class Pairs:
     """Pairs as codes into their distinct normalized questions, so each question is
     normalized and encoded once however often it repeats; `keys` tells which of them the text
     core makes the same question (they differ only in what it erases: case, spacing around
-    symbols, closing marks when `text.end_marks` drops them)."""
+    symbols, closing marks when `text.end_marks` drops them, a missing "?" when it completes
+    it)."""
 
     questions: pd.Series  # distinct questions, normalized
     first: np.ndarray  # per pair: index into `questions` of question 1

@@ -8,7 +8,9 @@ Tokenization rule: after optional lowercasing, every character that is not a let
 digit or whitespace becomes a token of its own, and the rest is split on whitespace.
 "Don't use C++?" -> ["don", "'", "t", "use", "c", "+", "+", "?"]; CJK runs stay whole. With
 `end_marks: drop` the marks that close a question go first: "Why?", "Why??", "Why." and "Why"
-are one question (a question asks the same with any of them).
+are one question (a question asks the same with any of them). With `end_marks: complete` a
+question that ends without "?", "!" or "." gets a "?": "why" reads as "why?", while "?", "!"
+and "." keep whatever they tell apart.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ TEXT = Section(
     {
         "lowercase": Bool(),
         "unicode_form": Choice("NFKC", "NFC", "NFKD", "NFD"),
-        "end_marks": Choice("keep", "drop"),
+        "end_marks": Choice("keep", "drop", "complete"),
     },
 )
 
@@ -38,6 +40,7 @@ ODD_SPACE = r"\s\s|[\x00-\x1f\x7f]"
 INVISIBLE = r"[\p{Cc}\p{Cf}]"  # control and format characters (NUL, zero-width space, BOM)
 SYMBOL = r"([^\p{L}\p{M}\p{N}\s\p{Z}])"
 END_MARKS = r"[\s?!.]+$"  # what closes a question: "?", "??", "!", ".", "?!"
+CLOSED = r"[?!.]\s*$"  # a question that ends with one of them
 # SYMBOL on ASCII text (RE2's \s is [\t\n\f\r ]): the same matches, compiled ~50x faster,
 # which is most of tokenizing a few questions (a query of the service, say)
 ASCII_SYMBOL = r"([^A-Za-z0-9\t\n\f\r ])"
@@ -112,6 +115,10 @@ def tokenize(texts: Iterable, config: TextConfig = TextConfig()) -> pa.ListArray
         bare = pc.replace_substring_regex(arr, END_MARKS, "")
         # a question of nothing but marks keeps them: it still has tokens
         arr = pc.if_else(pc.equal(bare, ""), arr, bare)
+    elif config.end_marks == "complete":
+        # empty text stays empty: it has no tokens, and "?" alone would be one
+        open_ended = pc.invert(pc.or_(pc.match_substring_regex(arr, CLOSED), pc.equal(arr, "")))
+        arr = pc.if_else(open_ended, pc.binary_join_element_wise(arr, "?", ""), arr)
     symbol = ASCII_SYMBOL if pc.all(pc.string_is_ascii(arr)).as_py() else SYMBOL
     # trimmed: Arrow 26's utf8_split_whitespace now and then keeps the text's trailing
     # whitespace in its last token ("? " for "?"; it reads past the string)
@@ -125,7 +132,8 @@ def tokenize(texts: Iterable, config: TextConfig = TextConfig()) -> pa.ListArray
 def canonical(texts: Iterable, config: TextConfig = TextConfig()) -> pa.Array:
     """Each text's tokens joined by single spaces: texts that differ only in what the text
     core erases (case when lowercasing, spacing around symbols, closing marks when dropping
-    them) get the same key, as every model sees them as the same question."""
+    them, a missing "?" when completing it) get the same key, as every model sees them as the
+    same question."""
     return pc.binary_join(tokenize(texts, config), " ")
 
 

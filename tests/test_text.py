@@ -35,6 +35,23 @@ def test_closing_marks_are_kept_or_dropped_as_set():
     ]
 
 
+def test_complete_gives_an_open_ended_question_a_question_mark():
+    complete = TextConfig(end_marks="complete")
+    # what the behaviour suite's "lowercase, no question mark" does to a question
+    assert (
+        token_lists(["is c++ hard", "Is C++ hard?"], complete)
+        == [["is", "c", "+", "+", "hard", "?"]] * 2
+    )
+    # a closing mark stays as written, with or without a space before it; no text, no tokens
+    assert token_lists(["Is C++ hard.", "Go!", "Why ?", "Is 3.5 > 3? Why", ""], complete) == [
+        ["is", "c", "+", "+", "hard", "."],
+        ["go", "!"],
+        ["why", "?"],
+        ["is", "3", ".", "5", ">", "3", "?", "why", "?"],
+        [],
+    ]
+
+
 def test_a_saved_setting_without_end_marks_keeps_them():
     # what bundles saved before the setting existed hold
     assert TextConfig.from_dict({"lowercase": True, "unicode_form": "NFKC"}) == TextConfig()
