@@ -26,12 +26,16 @@ def best_of(repeats: int, run):
     return result, best
 
 
-def timed_stage(module: str, params_path: Path, *extra: str, log: Path) -> dict:
-    """Run one stage in its own process: wall seconds and the process's peak RSS."""
+def timed_stage(
+    module: str, params_path: Path, *extra: str, log: Path, script: Path | None = None
+) -> dict:
+    """Run one stage in its own process (or `script`, which stands in for the stage's module):
+    wall seconds and the process's peak RSS."""
+    entry = [str(script)] if script else ["-m", f"pipeline.stages.{module}"]
     start = time.perf_counter()
     with log.open("a") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", f"pipeline.stages.{module}", "--params", params_path, *extra],
+            [sys.executable, *entry, "--params", params_path, *extra],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,

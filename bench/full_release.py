@@ -26,6 +26,7 @@ from common import ROOT, machine, timed_stage
 from pipeline.io import exclusive_lock, read_json, write_json
 
 FULL = ROOT.parent / "shared" / "data" / "quora" / "quora_pairs_full.parquet"
+JOIN_NETWORKS = Path(__file__).with_name("join_networks.py")
 DATA_STAGES = ("raw", "prepare", "vectors", "features")
 # published test accuracies on the same split (the full 10,000 test pairs)
 PUBLISHED = {
@@ -73,6 +74,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--variant", default=None, help="what this run tries, for the table of variants"
+    )
+    parser.add_argument(
+        "--networks-from",
+        nargs="+",
+        default=[],
+        metavar="WORK",
+        help="scratch directories of one-network runs on the same data and settings: a model "
+        "with <kind>.seeds > 1 joins their bundles of its seeds instead of training "
+        "(bench/join_networks.py)",
     )
     args = parser.parse_args()
     if not Path(args.data).exists():
@@ -137,8 +147,16 @@ def main() -> None:
             if model in DETERMINISTIC_MODELS and seed != args.seeds[0]:
                 continue
             key = model if seed == base_seed else f"{model}@{seed}"
+            joined = args.networks_from and params.get(model, {}).get("seeds", 1) > 1
+            networks = [str(Path(d).resolve() / "models" / model) for d in args.networks_from]
             measured["stages"][f"train@{key}"] = timed_stage(
-                "train", path, "--model", model, log=log
+                "train",
+                path,
+                "--model",
+                model,
+                *(("--networks", *networks) if joined else ()),
+                log=log,
+                script=JOIN_NETWORKS if joined else None,
             )
             measured["stages"][f"evaluate@{key}"] = timed_stage(
                 "evaluate", path, "--model", model, log=log
@@ -152,6 +170,8 @@ def main() -> None:
                 "val_metrics": bundle["val_metrics"],  # what settings are chosen on
                 "metrics": metrics,
             }
+            if joined:  # its networks were trained by these runs, not this one
+                run["networks_from"] = [os.path.relpath(d, ROOT) for d in networks]
             measured["runs"][(model, seed)] = run
             save()
             print(

@@ -214,6 +214,38 @@ def test_seeds_average_networks_each_trained_as_its_own_seed_would_be(featurized
         {"q1": model_in[pairs.first], "q2": model_in[pairs.second]}, verbose=0
     )
     assert np.allclose(encoded_raw(both, q1, q2), np.ravel(whole), atol=1e-5)
+    # bench/join_networks.py makes the same bundle from the one-network bundles, untrained
+    networks = [tmp_path / f"models_{seed}_1" / name for seed in (42, 43)]
+    result = join_networks(featurized, tmp_path, name, networks, seeds=2)
+    assert result.returncode == 0, result.stderr[-2000:]
+    joined = load_bundle(tmp_path / "joined" / name)
+    assert joined.meta["val_metrics"] == meta["val_metrics"]
+    took = first.meta["train_seconds"] + second.meta["train_seconds"]
+    assert joined.meta["train_seconds"] == pytest.approx(took, abs=0.02)
+    assert np.allclose(encoded_raw(joined, q1, q2), encoded_raw(both, q1, q2), atol=1e-5)
+    # and refuses networks trained with other settings
+    refused = join_networks(featurized, tmp_path, name, networks, seeds=2, learning_rate=0.5)
+    assert refused.returncode != 0 and "other settings" in refused.stderr
+
+
+def join_networks(featurized, tmp_path, name, networks, **settings):
+    """bench/join_networks.py into tmp_path/joined, with these settings of the kind."""
+    import yaml
+
+    params = {
+        **featurized,
+        name: {**featurized[name], **settings},
+        "paths": {**featurized["paths"], "models": str(tmp_path / "joined")},
+    }
+    (tmp_path / "joined.yaml").write_text(yaml.safe_dump(params))
+    command = ["bench/join_networks.py", "--params", str(tmp_path / "joined.yaml")]
+    return subprocess.run(
+        [sys.executable, *command, "--model", name, "--networks", *map(str, networks)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 def encoded_raw(bundle, q1, q2) -> np.ndarray:
