@@ -23,6 +23,7 @@ import importlib.util
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -243,11 +244,14 @@ def score_files(
     master: str = "local[*]",
 ) -> dict:
     """`dupq-score --engine spark`: score `input_path` into the Parquet directory `output`;
-    returns counts of rows scored and with errors."""
+    returns counts of rows scored and with errors. A session already active is used and left
+    running; otherwise the session started here ends with its JVM before this returns."""
     from py4j.protocol import Py4JJavaError
     from pyspark.errors import PySparkException
+    from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
+    owned = SparkSession.getActiveSession() is None  # a caller's session is left running
     spark = spark_session(master)
     try:
         try:
@@ -275,9 +279,32 @@ def score_files(
             raise
         raise UserError(f"a Spark task failed: {reason}") from None
     finally:
-        spark.stop()
+        if owned:
+            _stop_with_jvm(spark)
     rows, errors = int(counts["rows"]), int(counts["errors"] or 0)
     return {"rows": rows, "scored": rows - errors, "errors": errors}
+
+
+def _stop_with_jvm(spark, wait_seconds: float = 60) -> None:
+    """Stop the session and the JVM pyspark launched for it, and wait for that JVM to exit.
+    When a task fails, a task still running on another core fails or is killed a moment later
+    and the JVM logs it: waiting keeps those lines before dupq-score's own message, which
+    must be the last line the user reads."""
+    from pyspark import SparkContext
+
+    spark.stop()
+    gateway = SparkContext._gateway
+    jvm = getattr(gateway, "proc", None)  # None for a JVM pyspark did not launch
+    if jvm is None:
+        return
+    jvm.stdin.close()  # the JVM pyspark launched exits when its stdin closes (SPARK-4415)
+    try:
+        jvm.wait(wait_seconds)
+    except subprocess.TimeoutExpired:
+        jvm.kill()
+        jvm.wait()
+    gateway.close()
+    SparkContext._gateway = SparkContext._jvm = None  # a later session launches a new JVM
 
 
 def _user_error_in(trace: str) -> str | None:

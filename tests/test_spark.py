@@ -176,3 +176,30 @@ def test_cli_scores_a_glob_into_parquet_and_a_failure_leaves_no_output(every_kin
     )
     assert missing.returncode == 2
     assert "nowhere/*.parquet: cannot read" in our_lines(missing.stderr)[-1]
+
+
+def test_score_files_ends_its_own_jvm_and_leaves_a_callers_session_running(
+    every_kind, pairs, tmp_path, spark
+):
+    """dupq-score's last line must be its own: the JVM it launched (whose log lines would
+    otherwise arrive late) has exited when score_files returns."""
+    from pipeline.spark import score_files
+
+    source = tmp_path / "pairs.parquet"
+    pairs.to_parquet(source, index=False)
+    model = every_kind / "gbdt"
+    alone = f"""
+import psutil
+from pipeline.spark import score_files
+score_files({str(model)!r}, {str(source)!r}, {str(tmp_path / "alone")!r}, master="local[2]")
+print("processes left:", len(psutil.Process().children(recursive=True)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", alone], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "processes left: 0"
+
+    counts = score_files(model, str(source), str(tmp_path / "here"), master="local[2]")
+    assert counts["rows"] == len(pairs)
+    assert spark.range(3).count() == 3  # the module's session, which score_files used
