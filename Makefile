@@ -38,7 +38,7 @@ full-release: setup
 		cp $(SHARED_QUORA)/quora_pairs_full.parquet data/external/
 	$(DVC_EXP) -S data.source=data/external/quora_pairs_full.parquet \
 		-S split.strategy=column -S vectors.source=pretrained \
-		-S re2.epochs=10 -S re2.seeds=2 -S 'ensemble.members=[logreg,gbdt,re2]'
+		-S re2.epochs=15 -S re2.seeds=2 -S 'ensemble.members=[logreg,gbdt,re2]'
 	@cat reports/models.md
 
 ## subset: the pipeline on the real 28,984-pair subset, random split

@@ -670,8 +670,8 @@ def readme_results() -> str:
     )
 
 
-SETTING = ("full_release_seeds.json", "full_release_batch_free.json")  # `make full-release`'s
-# runs: the later file's models replace the earlier's (gbdt and the stacker over it retrained)
+SETTING = ("full_release_epochs15_seeds.json",)  # `make full-release`'s runs (where there
+# are several files, a later file's models replace an earlier's)
 
 
 def setting_models() -> tuple[dict, dict] | None:
