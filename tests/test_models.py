@@ -309,14 +309,15 @@ def test_cross_attention_models_are_symmetric(featurized, name, row_width):
     assert bundle.encoding_floats == featurized["features"]["max_len"] * row_width
 
 
-def test_re2_scores_do_not_depend_on_padding(featurized):
-    """re2 trains on batches cut to their longest question, so a question's score must not
-    depend on how much padding follows it."""
+@pytest.mark.parametrize("name", ["esim", "re2"])
+def test_cross_attention_scores_do_not_depend_on_padding(featurized, name):
+    """esim and re2 train on batches cut to their longest question, so a question's score
+    must not depend on how much padding follows it."""
     import keras
 
-    train.run(featurized, "re2")
+    train.run(featurized, name)
     model = keras.models.load_model(
-        f"{featurized['paths']['models']}/re2/model.keras", safe_mode=True, compile=False
+        f"{featurized['paths']['models']}/{name}/model.keras", safe_mode=True, compile=False
     )
     val = np.load(f"{featurized['paths']['features']}/val.npz")
     q1, q2 = val["ids_q1"], val["ids_q2"]

@@ -47,8 +47,11 @@ def birnn(params: dict, name: str) -> layers.Bidirectional:
 
 
 def encoder(text_model, params: dict) -> keras.Model:
-    """Token ids -> (max_len, 2 * rnn_units + 1) rows: contextual token encodings + ids."""
-    ids = keras.Input(shape=(text_model.max_len,), dtype="int32", name="token_ids")
+    """Token ids -> (length, 2 * rnn_units + 1) rows: contextual token encodings + ids.
+
+    Any length is accepted (training cuts each batch to its longest question): the BiRNN
+    skips the masked padding, so the output does not depend on how much of it follows."""
+    ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     mask = TokenMask(PAD_ID + 1, name="token_mask")(ids)
     x = word_and_idf(ids, text_model, params["trainable_embeddings"])
     x = layers.Dropout(params["dropout"], name="embedding_dropout")(x)
