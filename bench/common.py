@@ -2,6 +2,7 @@
 
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +13,28 @@ SHARED_TSV = ROOT.parent / "shared" / "data" / "quora" / "quora_pairs_subset.tsv
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    """Architecture with the CPU's model (timings differ twofold between x86_64 machines here),
+    cores and Python."""
+    return (
+        f"{platform.machine()}{cpu_model()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def cpu_model() -> str:
+    """' (model name)' from /proc/cpuinfo, or '' where there is none."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return f" ({line.partition(':')[2].strip()})"
+    except OSError:
+        pass
+    return ""
+
+
+def _stop(signum, _frame):
+    raise SystemExit(128 + signum)
 
 
 def best_of(repeats: int, run):
@@ -40,7 +62,16 @@ def timed_stage(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-        _, status, usage = os.wait4(process.pid, 0)
+        # a benchmark stopped by a signal stops its stage too, instead of leaving it running
+        previous = signal.signal(signal.SIGTERM, _stop)
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"bench: {module} {' '.join(extra)} failed (see {log})")
     return {
