@@ -867,12 +867,13 @@ def behaviour_section(report: dict) -> list[str]:
 
 
 def behaviour_variants_section(paths: list[Path]) -> list[str]:
-    """re2's and the ensemble's failure rates in each variant's suite run, side by side."""
+    """The sequence models' and the ensemble's failure rates in each variant's suite run, side
+    by side."""
     columns = []
     for path in paths:
         report = json.loads(path.read_text())
         variant = re.sub(r"_\d+$", "", path.stem.removeprefix("behaviour_"))  # its seed is below
-        for name in ("re2", "ensemble"):
+        for name in ("re2", "esim", "ensemble"):
             if name in report["models"]:
                 row = report["models"][name]
                 columns.append((f"{variant}, seed {row['train_seed']}: `{name}`", row, report))
