@@ -502,3 +502,75 @@ def test_bundle_whose_kind_reads_other_inputs_is_a_clear_error(bundles, tmp_path
     (changed / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="reads 'token_ids'.*reads 'tfidf'.*retrain"):
         load_bundle(changed)
+
+
+WEIGHT_AVERAGE = """
+import json
+import keras, numpy as np
+from pipeline.models.base import early_stopping, weight_average
+
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dense(1)])
+model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+rng = np.random.default_rng(0)
+x = rng.normal(size=(64, 3)).astype(np.float32)
+y = (x @ np.array([[1.0], [-2.0], [0.5]]) + rng.normal(size=(64, 1))).astype(np.float32)
+validation = (x[:16], y[:16])
+
+def weights():
+    return [keras.ops.convert_to_numpy(v).copy() for v in model.trainable_variables]
+
+seen = {"begin": [], "batch": [], "epoch_end": [], "epoch_begin": []}
+record = keras.callbacks.LambdaCallback(
+    on_train_begin=lambda logs: seen["begin"].append(weights()),
+    on_train_batch_end=lambda batch, logs: seen["batch"].append(weights()),
+    on_epoch_end=lambda epoch, logs: seen["epoch_end"].append(weights()),
+    on_epoch_begin=lambda epoch, logs: seen["epoch_begin"].append(weights()),
+)
+averaging = weight_average({"weight_average_epochs": 0.5, "predict_batch": 16}, validation)
+stopping = early_stopping(patience=10, warmup_epochs=0, monitor="val_averaged_loss")
+history = model.fit(
+    x, y, batch_size=8, epochs=5, shuffle=False, validation_data=validation, verbose=0,
+    callbacks=[averaging, stopping, record],
+).history
+# the moving average recomputed from the raw weights after every batch (8 a epoch)
+momentum, running, expected = 1 - 1 / (0.5 * 8), seen["begin"][0], []
+for step, now in enumerate(seen["batch"], start=1):
+    m = min(momentum, (1 + step) / (10 + step))
+    running = [m * a + (1 - m) * w for a, w in zip(running, now)]
+    if step % 8 == 0:
+        expected.append(running)
+gap = lambda a, b: max(float(np.abs(p - q).max()) for p, q in zip(a, b))
+best = int(np.argmin(history["val_averaged_loss"]))
+print(json.dumps({
+    "backend": keras.backend.backend(),
+    "averages": max(gap(a, b) for a, b in zip(seen["epoch_end"], expected)),
+    # each epoch goes on from the raw weights of the last batch before it
+    "resumed": max(gap(seen["epoch_begin"][e], seen["batch"][8 * e - 1]) for e in range(1, 5)),
+    "raw_differs": gap(seen["epoch_end"][-1], seen["batch"][-1]),
+    "kept": gap(weights(), expected[best]),
+    "logged": sorted(k for k in history if k.startswith("val_averaged")),
+    "loss_of_kept": abs(model.evaluate(*validation, verbose=0) - min(history["val_averaged_loss"])),
+}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_weight_average_is_the_moving_average_and_keeps_its_best_epoch(backend):
+    import os
+
+    result = subprocess.run(
+        [sys.executable, "-c", WEIGHT_AVERAGE],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "KERAS_BACKEND": backend},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    checks = json.loads(result.stdout.strip().splitlines()[-1])
+    assert checks["backend"] == backend
+    assert checks["averages"] < 1e-5 and checks["resumed"] == 0.0
+    assert checks["raw_differs"] > 1e-3  # the average is not the raw weights
+    assert checks["kept"] < 1e-6 and checks["loss_of_kept"] < 1e-5
+    assert checks["logged"] == ["val_averaged_loss"]

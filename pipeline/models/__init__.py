@@ -17,7 +17,7 @@ import importlib
 import pkgutil
 
 from pipeline.models.base import ModelKind
-from pipeline.params import Bool, Choice, ClassWeight, Int, Names, Section
+from pipeline.params import Bool, Choice, ClassWeight, Int, Names, Number, Section
 
 HELPER_MODULES = {"base", "layers"}  # shared code, not model kinds
 
@@ -56,6 +56,7 @@ TRAIN = Section(
         "patience": Int(),
         "warmup_epochs": Int(0),
         "lr_schedule": Choice("constant", "plateau", "cosine"),
+        "weight_average_epochs": Number(0.0, open_low=False),
         "mixed_precision": Bool(),
         "distribute": Choice("none", "mirrored"),
         "predict_batch": Int(),

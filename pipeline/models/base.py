@@ -178,13 +178,6 @@ class KerasKind(ModelKind):
         log.info("training %s on %s (seed %d)", self.name, device, train_cfg["seed"])
         with scope:
             model = self.build(params, text_model)
-        callbacks = [
-            early_stopping(train_cfg["patience"], train_cfg["warmup_epochs"]),
-            training_curves(live),
-            *learning_rate_schedule(
-                train_cfg["lr_schedule"], params["learning_rate"], params["epochs"]
-            ),
-        ]
         weights = class_weights(train["label"], train_cfg["class_weight"])
         val_weights, train_weights = None, None
         if devices > 1:  # JAX splits every batch evenly over the devices
@@ -213,6 +206,20 @@ class KerasKind(ModelKind):
         validation = ({"q1": val["q1"], "q2": val["q2"]}, val["label"].astype(np.float32))
         if val_weights is not None:
             validation += (val_weights,)
+        averaging = train_cfg["weight_average_epochs"] > 0
+        callbacks = [
+            # first: the callbacks after it see the averaged weights' validation loss
+            *([weight_average(train_cfg, validation)] if averaging else []),
+            early_stopping(
+                train_cfg["patience"],
+                train_cfg["warmup_epochs"],
+                monitor="val_averaged_loss" if averaging else "val_loss",
+            ),
+            training_curves(live),
+            *learning_rate_schedule(
+                train_cfg["lr_schedule"], params["learning_rate"], params["epochs"]
+            ),
+        ]
         start = time.perf_counter()
         history = model.fit(
             *training,
@@ -304,7 +311,7 @@ def training_curves(live_dir: Path):
     return TrainingCurves()
 
 
-def early_stopping(patience: int, warmup_epochs: int):
+def early_stopping(patience: int, warmup_epochs: int, monitor: str = "val_loss"):
     """Stop when the validation loss has not improved for `patience` epochs, never before
     `warmup_epochs`, and keep the best epoch's weights whenever it came. (Keras'
     `start_from_epoch` ignores the warm-up epochs altogether, so a run no longer than its
@@ -319,8 +326,74 @@ def early_stopping(patience: int, warmup_epochs: int):
                 self.stopped_epoch = 0
 
     return EarlyStoppingAfterWarmup(
-        monitor="val_loss", patience=patience, restore_best_weights=True
+        monitor=monitor, mode="min", patience=patience, restore_best_weights=True
     )
+
+
+def weight_average(train_cfg: dict, validation: tuple):
+    """An exponential moving average of the trainable weights, updated after every batch,
+    over about `train.weight_average_epochs` epochs of batches: it smooths the noise of the
+    last steps of a constant learning rate at no training cost. After each epoch the averaged
+    weights are evaluated on `validation` (logged as `val_averaged_loss` and
+    `val_averaged_accuracy`, beside the raw weights' `val_loss`) and stay in the model while
+    the later callbacks run, so early stopping keeps the best averaged epoch; training goes on
+    from the raw weights. Layers' non-trainable state (BatchNormalization's statistics) is
+    the raw weights'."""
+    import keras
+
+    horizon, batch_size = train_cfg["weight_average_epochs"], train_cfg["predict_batch"]
+
+    class WeightAverage(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.validation, self.raw = validation, None
+
+        def on_train_begin(self, logs=None):
+            steps = self.params.get("steps")
+            if not steps:
+                raise ValueError("train.weight_average_epochs needs the batches per epoch")
+            self.momentum = 1.0 - 1.0 / max(horizon * steps, 1.0)
+            self.step = 0
+            self.average = [np.array(w, dtype=np.float32) for w in self._trainable()]
+
+        def _trainable(self) -> list:
+            if hasattr(self.model, "jax_state_sync"):  # JAX keeps the weights apart in fit
+                self.model.jax_state_sync()
+            return [keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables]
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+            # a short memory at first, so the random initial weights fade within ~10 steps
+            momentum = min(self.momentum, (1.0 + self.step) / (10.0 + self.step))
+            for average, weights in zip(self.average, self._trainable(), strict=True):
+                average *= momentum
+                average += (1.0 - momentum) * weights
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.raw is not None:
+                self._assign(self.raw)
+                self.raw = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.raw = self._trainable()
+            self._assign(self.average)
+            x, y, *weights = self.validation
+            scores = self.model.evaluate(
+                x,
+                y,
+                sample_weight=weights[0] if weights else None,
+                batch_size=batch_size,
+                verbose=0,
+                return_dict=True,
+            )
+            if logs is not None:
+                logs.update({f"val_averaged_{name}": value for name, value in scores.items()})
+
+        def _assign(self, values: list) -> None:
+            for variable, value in zip(self.model.trainable_variables, values, strict=True):
+                variable.assign(value)
+
+    return WeightAverage()
 
 
 def learning_rate_schedule(schedule: str, initial: float, epochs: int) -> list:

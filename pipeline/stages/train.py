@@ -27,6 +27,7 @@ TRAINING = (
     "patience",
     "warmup_epochs",
     "lr_schedule",
+    "weight_average_epochs",
     "mixed_precision",
     "distribute",
 )
