@@ -867,37 +867,71 @@ def behaviour_section(report: dict) -> list[str]:
 
 
 def behaviour_variants_section(paths: list[Path]) -> list[str]:
-    """The sequence models' and the ensemble's failure rates in each variant's suite run, side
-    by side."""
-    columns = []
+    """The sequence models' and the ensemble's failure rates in each variant's suite run: a
+    row per run and model, a column per capability (and per invariance's perturbation)."""
+    rows = []
     for path in paths:
         report = json.loads(path.read_text())
         variant = re.sub(r"_\d+$", "", path.stem.removeprefix("behaviour_"))  # its seed is below
         for name in ("re2", "esim", "ensemble"):
             if name in report["models"]:
-                row = report["models"][name]
-                columns.append((f"{variant}, seed {row['train_seed']}: `{name}`", row, report))
-    if not columns:  # runs of other models only: nothing to set beside each other
+                rows.append((variant, report["models"][name]["train_seed"], name, report))
+    if not rows:  # runs of other models only: nothing to set beside each other
         return []
+    capabilities = list(rows[0][3]["suite"]["tests"])
     lines = [
         "### Behaviour of the variants",
         "",
         "`bench/behaviour.py --output reports/bench/behaviour_<variant>.json` on the bundles of "
-        'a run in "Variants tried" (named by that file), the same suite:',
+        'a run in "Variants tried" (named by that file), the same suite; a row per run and '
+        "model, each capability's share of tests failed:",
         "",
-        "| capability | " + " | ".join(label for label, _, _ in columns) + " |",
-        "|---|" + "---:|" * len(columns),
+        "| variant | seed | model | "
+        + " | ".join(c.replace("_", " ") for c in capabilities)
+        + " |",
+        "|---|---:|---|" + "---:|" * len(capabilities),
     ]
-    for capability in columns[0][2]["suite"]["tests"]:
-        rates = [row["failure_rate"][capability] for _, row, _ in columns]
+    for variant, seed, name, report in rows:
+        rates = report["models"][name]["failure_rate"]
         lines.append(
-            f"| {capability.replace('_', ' ')} | " + " | ".join(f"{r:.0%}" for r in rates) + " |"
+            f"| {variant} | {seed} | `{name}` | "
+            + " | ".join(f"{rates[c]:.0%}" for c in capabilities)
+            + " |"
         )
-    lines += perturbation_table(
-        [report for _, _, report in columns], [(label, row) for label, row, _ in columns]
-    )
-    dates = sorted({measured_on(report) for _, _, report in columns})
+    lines += perturbation_rows(rows)
+    dates = sorted({measured_on(report) for *_, report in rows})
     return [*lines, "", f"Measured {'; '.join(dates)}.", ""]
+
+
+def perturbation_rows(rows: list[tuple]) -> list[str]:
+    """The invariance failures per perturbation, a row per (variant, seed, model, report) that
+    was measured by perturbation, a column per invariance and perturbation."""
+    rows = [row for row in rows if "by_perturbation" in row[3]["models"][row[2]]]
+    suites = [
+        row[3]["suite"]["perturbations"] for row in rows if "perturbations" in row[3]["suite"]
+    ]
+    if not rows or not suites:
+        return []
+    columns = [(c, p, n) for c, counts in suites[0].items() for p, n in counts.items()]
+    lines = [
+        "| variant | seed | model | "
+        + " | ".join(f"{c.replace('_', ' ')}: {p} ({n})" for c, p, n in columns)
+        + " |",
+        "|---|---:|---|" + "---:|" * len(columns),
+    ]
+    for variant, seed, name, report in rows:
+        found = report["models"][name]["by_perturbation"]
+        lines.append(
+            f"| {variant} | {seed} | `{name}` | "
+            + " | ".join(f"{found[c][p]:.0%}" for c, p, _ in columns)
+            + " |"
+        )
+    return [
+        "",
+        "The invariances by perturbation (the change made to one question; tests in brackets):",
+        "",
+        *lines,
+    ]
 
 
 def fill_readme(text: str) -> str:
