@@ -24,6 +24,8 @@ from accuracy import DETERMINISTIC_MODELS, VECTORS, scratch_params
 from common import ROOT, machine, timed_stage
 
 from pipeline.io import exclusive_lock, read_json, write_json
+from pipeline.models import get_kind
+from pipeline.models.base import KerasKind
 
 FULL = ROOT.parent / "shared" / "data" / "quora" / "quora_pairs_full.parquet"
 JOIN_NETWORKS = Path(__file__).with_name("join_networks.py")
@@ -35,6 +37,16 @@ PUBLISHED = {
     "DIIN (Gong et al. 2018)": 0.891,
     "RE2 (Yang et al. 2019)": 0.892,
 }
+
+
+def validation_curves(live_dir: Path) -> dict[str, list[float]]:
+    """A Keras model's validation metrics per epoch, as its dvclive directory holds them
+    (`val_averaged_*` beside `val_*` with `train.weight_average_epochs`)."""
+    curves = {}
+    for tsv in sorted((live_dir / "plots" / "metrics" / "eval").glob("*.tsv")):
+        lines = tsv.read_text().split()[2:]  # after the header "step <name>"
+        curves[tsv.stem] = [round(float(value), 5) for value in lines[1::2]]
+    return curves
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -170,6 +182,8 @@ def main() -> None:
                 "val_metrics": bundle["val_metrics"],  # what settings are chosen on
                 "metrics": metrics,
             }
+            if isinstance(get_kind(model), KerasKind):
+                run["val_curves"] = validation_curves(Path(params["paths"]["live"]) / model)
             if joined:  # its networks were trained by these runs, not this one
                 run["networks_from"] = [os.path.relpath(d, ROOT) for d in networks]
             measured["runs"][(model, seed)] = run

@@ -50,3 +50,25 @@ def test_the_machine_names_its_cpu_where_linux_tells_it():
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists() and "model name" in cpuinfo.read_text():
         assert " (" in described.split(",")[0], described
+
+
+def test_validation_curves_read_every_epoch_of_a_keras_models_dvclive_log(tmp_path):
+    """What bench/full_release.py records per Keras run: the raw and averaged weights'
+    validation metrics of each epoch, read back from the model's dvclive directory."""
+    from pipeline.models.base import training_curves
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from full_release import validation_curves
+
+    callback = training_curves(tmp_path / "re2")
+    epochs = [
+        {"loss": 0.5, "val_loss": 0.4, "val_averaged_loss": 0.38},
+        {"loss": 0.4, "val_loss": 0.35, "val_averaged_loss": 0.33},
+    ]
+    for epoch, logs in enumerate(epochs):
+        callback.on_epoch_end(epoch, logs)
+    callback.on_train_end()
+    assert validation_curves(tmp_path / "re2") == {
+        "averaged_loss": [0.38, 0.33],
+        "loss": [0.4, 0.35],
+    }
