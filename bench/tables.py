@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from accuracy import markdown, summarize
@@ -886,18 +887,12 @@ def behaviour_variants_section(paths: list[Path]) -> list[str]:
         'a run in "Variants tried" (named by that file), the same suite; a row per run and '
         "model, each capability's share of tests failed:",
         "",
-        "| variant | seed | model | "
-        + " | ".join(c.replace("_", " ") for c in capabilities)
-        + " |",
-        "|---|---:|---|" + "---:|" * len(capabilities),
+        *runs_table(
+            rows,
+            [c.replace("_", " ") for c in capabilities],
+            lambda row: [row["failure_rate"][c] for c in capabilities],
+        ),
     ]
-    for variant, seed, name, report in rows:
-        rates = report["models"][name]["failure_rate"]
-        lines.append(
-            f"| {variant} | {seed} | `{name}` | "
-            + " | ".join(f"{rates[c]:.0%}" for c in capabilities)
-            + " |"
-        )
     lines += perturbation_rows(rows)
     dates = sorted({measured_on(report) for *_, report in rows})
     return [*lines, "", f"Measured {'; '.join(dates)}.", ""]
@@ -913,25 +908,29 @@ def perturbation_rows(rows: list[tuple]) -> list[str]:
     if not rows or not suites:
         return []
     columns = [(c, p, n) for c, counts in suites[0].items() for p, n in counts.items()]
-    lines = [
-        "| variant | seed | model | "
-        + " | ".join(f"{c.replace('_', ' ')}: {p} ({n})" for c, p, n in columns)
-        + " |",
-        "|---|---:|---|" + "---:|" * len(columns),
-    ]
-    for variant, seed, name, report in rows:
-        found = report["models"][name]["by_perturbation"]
-        lines.append(
-            f"| {variant} | {seed} | `{name}` | "
-            + " | ".join(f"{found[c][p]:.0%}" for c, p, _ in columns)
-            + " |"
-        )
     return [
         "",
         "The invariances by perturbation (the change made to one question; tests in brackets):",
         "",
-        *lines,
+        *runs_table(
+            rows,
+            [f"{c.replace('_', ' ')}: {p} ({n})" for c, p, n in columns],
+            lambda row: [row["by_perturbation"][c][p] for c, p, _ in columns],
+        ),
     ]
+
+
+def runs_table(rows: list[tuple], headers: list[str], rates: Callable) -> list[str]:
+    """A row per (variant, seed, model, report), a column per header: `rates` of the model's
+    results in that report, as percentages."""
+    lines = [
+        "| variant | seed | model | " + " | ".join(headers) + " |",
+        "|---|---:|---|" + "---:|" * len(headers),
+    ]
+    for variant, seed, name, report in rows:
+        cells = " | ".join(f"{rate:.0%}" for rate in rates(report["models"][name]))
+        lines.append(f"| {variant} | {seed} | `{name}` | {cells} |")
+    return lines
 
 
 def fill_readme(text: str) -> str:
