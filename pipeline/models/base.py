@@ -333,7 +333,7 @@ def early_stopping(patience: int, warmup_epochs: int, monitor: str = "val_loss")
 def weight_average(train_cfg: dict, validation: tuple):
     """An exponential moving average of the trainable weights, updated after every batch,
     over about `train.weight_average_epochs` epochs of batches: it smooths the noise of the
-    last steps of a constant learning rate without more training. After each epoch the averaged
+    last steps of a constant learning rate at no training cost. After each epoch the averaged
     weights are evaluated on `validation` (logged as `val_averaged_loss` and
     `val_averaged_accuracy`, beside the raw weights' `val_loss`) and stay in the model while
     the later callbacks run, so early stopping keeps the best averaged epoch; training goes on
