@@ -574,3 +574,38 @@ def test_weight_average_is_the_moving_average_and_keeps_its_best_epoch(backend):
     assert checks["raw_differs"] > 1e-3  # the average is not the raw weights
     assert checks["kept"] < 1e-6 and checks["loss_of_kept"] < 1e-5
     assert checks["logged"] == ["val_averaged_loss"]
+
+
+def test_char_ngram_table_keeps_shared_ngrams_shortest_first():
+    from pipeline.models.layers import char_ngram_table
+
+    table, ngrams = char_ngram_table(["cat", "cats", "dog", "catalogue"], per_word=2)
+    # "<ca", "cat" and "<cat" are in three words; "dog"'s n-grams in no other word
+    assert ngrams == 4
+    assert table.tolist() == [[1, 2], [1, 2], [0, 0], [1, 2]]
+    full, _ = char_ngram_table(["cat", "cats", "dog", "catalogue"])
+    assert full[0].tolist()[:4] == [1, 2, 3, 0]  # "<ca", "cat", then the 4-gram "<cat"
+    assert char_ngram_table([])[0].shape == (0, 24)
+
+
+def test_re2_with_character_ngrams_is_symmetric_and_reloads(featurized, tmp_path):
+    """A word's spelling vector is part of the model: saved, reloaded and read both ways."""
+    import copy
+
+    from pipeline.stages._cli import paths_under
+
+    params = copy.deepcopy(featurized)
+    params["paths"]["models"] = paths_under(tmp_path)["models"]
+    params["paths"]["live"] = paths_under(tmp_path)["live"]
+    params["re2"]["char_ngram_units"] = 4
+    train.run(params, "re2")
+    bundle = load_bundle(f"{params['paths']['models']}/re2")
+    layer = bundle.keras_model.get_layer("encoder").get_layer("char_ngrams")
+    assert layer.units == 4 and int(np.asarray(layer.table).max()) == layer.ngrams - 1
+    test = pd.read_parquet(f"{featurized['paths']['processed']}/test.parquet")
+    forward = bundle.predict_proba(test["question1"], test["question2"])
+    backward = bundle.predict_proba(test["question2"], test["question1"])
+    assert np.allclose(forward, backward, rtol=0, atol=1e-6)
+    again = load_bundle(f"{params['paths']['models']}/re2")
+    assert np.array_equal(again.predict_proba(test["question1"], test["question2"]), forward)
+    assert np.all(again.predict_proba(test["question1"], test["question1"]) == 1.0)

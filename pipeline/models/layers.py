@@ -4,7 +4,13 @@ with `safe_mode=True` (no Lambda layers, no pickled code)."""
 from __future__ import annotations
 
 import keras
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from keras import ops
+
+from pipeline.text_model import FIRST_WORD_ID
 
 PACKAGE = "dupq"
 
@@ -251,6 +257,93 @@ def word_and_idf(ids, text_model, trainable: bool):
         name="idf",
     )(ids)
     return keras.layers.Concatenate(name="token_features")([vectors, token_idf])
+
+
+def char_ngram_table(
+    words, sizes: tuple[int, ...] = (3, 4, 5), per_word: int = 24, min_words: int = 2
+) -> tuple[np.ndarray, int]:
+    """Each word's character n-grams (of "<word>", fastText's boundary marks) as ids:
+    ((len(words), per_word) int32, 0 where a word has fewer; the number of ids + 1).
+
+    Only n-grams that occur in at least `min_words` words get an id, so an n-gram vector is
+    shared knowledge, never one word's own; a word keeps its first `per_word` n-grams, the
+    shortest first (every n-gram of words up to 8 characters fits in 24)."""
+    marked = pc.binary_join_element_wise("<", pa.array(words, pa.string()), ">", "")
+    lengths = pc.utf8_length(marked).to_numpy(zero_copy_only=False)
+    rows, grams = [], []
+    for n in sizes:
+        for start in range(int(lengths.max(initial=0)) - n + 1):
+            holding = np.flatnonzero(lengths >= start + n)
+            piece = pc.utf8_slice_codeunits(marked.take(holding), start, start + n)
+            rows.append(holding)
+            grams.append(piece.to_numpy(zero_copy_only=False))
+    table = np.zeros((len(words), per_word), np.int32)
+    if not rows:
+        return table, 1
+    rows, grams = np.concatenate(rows), np.concatenate(grams)
+    codes, _ = pd.factorize(grams)
+    pairs = np.unique(codes.astype(np.int64) * len(words) + rows)  # distinct (n-gram, word)
+    words_holding = np.bincount(pairs // len(words))
+    shared = words_holding[codes] >= min_words
+    ids = np.cumsum(words_holding >= min_words)[codes[shared]]  # 1, 2, ... in first-seen order
+    rows = rows[shared]
+    order = np.argsort(rows, kind="stable")  # per word, the order the n-grams were made in
+    rows, ids = rows[order], ids[order]
+    slot = np.arange(len(rows)) - np.searchsorted(rows, rows)
+    keep = slot < per_word
+    table[rows[keep], slot[keep]] = ids[keep]
+    return table, int(ids.max(initial=0)) + 1
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CharNgramVectors(keras.layers.Layer):
+    """Token ids -> the mean of trainable vectors of the word's character n-grams (zero for
+    padding and unknown words): words that share no word vector, or have none, still share
+    their spelling. The id table is a non-trainable weight, saved with the model."""
+
+    def __init__(self, words: int, per_word: int, ngrams: int, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.words, self.per_word, self.ngrams, self.units = words, per_word, ngrams, units
+
+    def build(self, ids_shape):
+        self.table = self.add_weight(
+            shape=(self.words, self.per_word),
+            dtype="int32",
+            initializer="zeros",
+            trainable=False,
+            name="ngram_ids",
+        )
+        self.vectors = self.add_weight(
+            shape=(self.ngrams, self.units),
+            initializer=keras.initializers.RandomUniform(-0.05, 0.05),
+            name="ngram_vectors",
+        )
+
+    def call(self, ids):
+        grams = ops.take(self.table, ids, axis=0)  # (batch, len, per_word)
+        present = ops.expand_dims(ops.cast(grams > 0, self.compute_dtype), -1)
+        summed = ops.sum(ops.take(self.vectors, grams, axis=0) * present, axis=-2)
+        return summed / ops.maximum(ops.sum(present, axis=-2), 1.0)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "words": self.words,
+            "per_word": self.per_word,
+            "ngrams": self.ngrams,
+            "units": self.units,
+        }
+
+
+def char_ngram_vectors(ids, text_model, units: int):
+    """Per token: the `units`-wide vector of its spelling (`CharNgramVectors`) for the
+    vocabulary of `text_model`; ids below FIRST_WORD_ID get none."""
+    table, ngrams = char_ngram_table(text_model.vocab)
+    table = np.vstack([np.zeros((FIRST_WORD_ID, table.shape[1]), np.int32), table])
+    layer = CharNgramVectors(*table.shape, ngrams, units, name="char_ngrams")
+    vectors = layer(ids)
+    layer.table.assign(table)
+    return vectors
 
 
 def pair_model(encoder: keras.Model, head: keras.Model, name: str) -> keras.Model:

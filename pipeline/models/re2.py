@@ -2,7 +2,8 @@
 2019, "Simple and Effective Text Matching with Richer Alignment Features").
 
 Per question (run once per distinct question when scoring):
-  token ids -> [word vector, idf] -> trainable projection -> a row per token, ids kept.
+  token ids -> [word vector, idf, optionally a vector of the word's character n-grams]
+  -> trainable projection -> a row per token, ids kept.
 Per pair, `blocks` times with their own weights (both questions through the same layers):
   input x_n = [x_1, exact match] for the first block, [x_1, exact match, o_{n-1} + o_{n-2}]
   after it (augmented residual connections: the embedding, plus the sum of the two previous
@@ -30,6 +31,7 @@ from pipeline.models.layers import (
     SymmetricPair,
     TokenMask,
     ZeroPadding,
+    char_ngram_vectors,
     pair_model,
     word_and_idf,
 )
@@ -44,6 +46,9 @@ def encoder(text_model, params: dict) -> keras.Model:
     output does not depend on how much padding follows a question's tokens."""
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     x = word_and_idf(ids, text_model, params["trainable_embeddings"])
+    if params["char_ngram_units"]:
+        spelling = char_ngram_vectors(ids, text_model, params["char_ngram_units"])
+        x = layers.Concatenate(name="token_features_with_spelling")([x, spelling])
     x = layers.Dropout(params["dropout"], name="embedding_dropout")(x)
     x = layers.Dense(params["embedding_units"], activation="relu", name="projection")(x)
     x = layers.LayerNormalization(name="projection_norm")(x)
@@ -152,6 +157,7 @@ def build(params: dict, text_model) -> keras.Model:
 
 PARAMS = {
     "trainable_embeddings": Bool(),
+    "char_ngram_units": Int(minimum=0),
     "embedding_units": Int(),
     "hidden_units": Int(),
     "blocks": Int(),
