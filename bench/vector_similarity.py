@@ -1,0 +1,106 @@
+"""Benchmark: why a model on question vectors trails one on words, by how alike the two vectors are.
+
+`siamese` and `residual` see each question as one TF-IDF-weighted mean of its word vectors;
+`logreg` sees which words the two questions share. Pairs are put in bands by the cosine of
+their two mean vectors (the vector models' own inputs), and each model's accuracy (at its own
+threshold) is reported per band: where the vectors are nearly the same, only word identity can
+tell a duplicate from a pair that differs in a word or two. Also the accuracy of that cosine
+alone, at its best threshold. On the validation (dev) split of a scratch directory of
+bench/full_release.py, never the test split. Writes reports/bench/vector_similarity.json. Not
+a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from common import ROOT, machine
+
+from pipeline.bundle import load_bundle
+from pipeline.io import write_json
+
+FULL_RUN = ROOT / "reports" / "bench" / "full_release_run"
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine; 0 where a row is all zeros (a question without a known word)."""
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.divide((a * b).sum(axis=1), norms, out=np.zeros(len(a)), where=norms > 0)
+
+
+def best_threshold_accuracy(values: np.ndarray, labels: np.ndarray) -> float:
+    """The accuracy of `values >= t` at the best t: every cut between two distinct values (or
+    none) of the pairs sorted by value, at once."""
+    order = np.argsort(-values, kind="stable")
+    ranked, duplicate = values[order], labels[order]
+    above = np.concatenate([[0], np.cumsum(duplicate)])  # duplicates among the top k
+    non_duplicates_below = (labels == 0).sum() - (np.arange(len(labels) + 1) - above)
+    cuts = np.concatenate([[True], ranked[1:] != ranked[:-1], [True]])  # k where a t separates
+    return float((above + non_duplicates_below)[cuts].max() / len(labels))
+
+
+def band_name(low: float, high: float) -> str:
+    if high == np.inf:
+        return f">= {low}"
+    return f"< {high}" if low == -np.inf else f"{low}-{high}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default=str(FULL_RUN), help="bench/full_release.py's scratch")
+    parser.add_argument("--models", nargs="+", default=["logreg", "siamese", "residual"])
+    parser.add_argument(
+        "--bands", nargs="+", type=float, default=[0.99, 0.97, 0.95, 0.9], help="lower edges"
+    )
+    parser.add_argument("--output", default="reports/bench/vector_similarity.json")
+    args = parser.parse_args()
+    work = Path(args.work)
+    dev_path = work / "processed" / "val.parquet"
+    dev = pd.read_parquet(dev_path)
+    labels = dev["is_duplicate"].to_numpy(np.int64)
+    bundles = {name: load_bundle(work / "models" / name) for name in args.models}
+    correct = {}
+    for name, bundle in bundles.items():
+        probability = bundle.predict_proba(dev["question1"], dev["question2"])
+        correct[name] = (probability >= bundle.threshold) == labels
+        print(f"{name}: dev accuracy {correct[name].mean():.4f}", flush=True)
+    text_model = next(iter(bundles.values())).text_model
+    vectors = [text_model.question_inputs(dev[q], "embeddings") for q in ("question1", "question2")]
+    similarity = cosine(*map(np.asarray, vectors))
+    edges = sorted(args.bands, reverse=True)
+    bands = []
+    for low, high in zip([*edges, -np.inf], [np.inf, *edges], strict=True):
+        rows = (similarity >= low) & (similarity < high)
+        bands.append(
+            {
+                "cosine": band_name(low, high),
+                "share": round(float(rows.mean()), 4),
+                "duplicates": round(float(labels[rows].mean()), 4),
+                "accuracy": {
+                    name: round(float(right[rows].mean()), 4) for name, right in correct.items()
+                },
+            }
+        )
+    report = {
+        "date": date.today().isoformat(),
+        "machine": machine(),
+        "work": os.path.relpath(work.resolve(), ROOT),
+        "seed": yaml.safe_load((work / "params.yaml").read_text())["train"]["seed"],
+        "pairs": len(dev),
+        "duplicates": round(float(labels.mean()), 4),
+        "accuracy": {name: round(float(ok.mean()), 4) for name, ok in correct.items()},
+        "cosine_alone_accuracy": round(best_threshold_accuracy(similarity, labels), 4),
+        "bands": bands,
+    }
+    write_json(ROOT / args.output, report)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
