@@ -727,6 +727,11 @@ def model_settings(overrides: list[str]) -> list[str]:
     return [value for value in overrides if not value.startswith(data_keys)]
 
 
+def minutes(seconds: float) -> str:
+    """Minutes to two significant digits at most (0.3, 7.4, 273)."""
+    return f"{seconds / 60:.1f}" if seconds < 600 else f"{seconds / 60:.0f}"
+
+
 def readme_full() -> str:
     """The README's table: each model on the full release's standard test split, with the
     full-release setting and trained on Quora's pairs alone, beside the published results."""
@@ -738,8 +743,8 @@ def readme_full() -> str:
         if untrained := set(run["overrides"]) - set(full_release_target()):
             raise SystemExit(f"make full-release does not pass {sorted(untrained)}: {SETTING}")
     lines = [
-        "| model | trained | dev accuracy | test accuracy | ROC-AUC |",
-        "|---|---|---:|---:|---:|",
+        "| model | trained | dev accuracy | test accuracy | ROC-AUC | log loss | training |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     groups = (("`make full-release`", setting), ("Quora pairs only", report["models"]))
     for trained, models in groups:
@@ -748,15 +753,17 @@ def readme_full() -> str:
             lines.append(
                 f"| `{name}` | {trained}, {seeds} seed{'s' if seeds > 1 else ''} | "
                 f"{row['val_accuracy']:.3f} | {row['test_accuracy']:.3f} | "
-                f"{row['test_roc_auc']:.3f} |"
+                f"{row['test_roc_auc']:.3f} | {row['test_log_loss']:.3f} | "
+                f"{minutes(row['train_seconds'])} min |"
             )
     for name, accuracy in report["published"].items():
-        lines.append(f"| {name} | published | - | {accuracy:.3f} | - |")
+        lines.append(f"| {name} | published | - | {accuracy:.3f} | - | - | - |")
     text = (
         "\n".join(lines)
         + f"\n\nThe full release's standard split ({report['pairs']['train']:,} train / "
         f"{report['pairs']['test']:,} test pairs), word vectors `{report['vectors']}`, mean "
-        f"over seeds. Quora pairs only: `{'`, `'.join(report.get('overrides', []))}`, "
+        "over seeds; training: minutes a seed, on the machine named. Quora pairs only: "
+        f"`{'`, `'.join(report.get('overrides', []))}`, "
         f"measured {measured_on(report)}."
     )
     if runs:
