@@ -605,7 +605,34 @@ def full_release_section(report: dict) -> list[str]:
                     f"{cell(row, 'test_roc_auc')} |"
                 )
         lines += ["", f"Measured {measured_on(variant)}.", ""]
+        lines += variant_data_stages(variants)
     return lines
+
+
+def variant_data_stages(variants: list[Path]) -> list[str]:
+    """The time and memory of the data stages that a variant ran itself (other variants reuse
+    the outputs of earlier runs), with the word vectors each used."""
+    rows = []
+    for path in variants:
+        variant = json.loads(path.read_text())
+        for name in ("prepare", "vectors", "features"):
+            if stage := variant["stages"].get(name):
+                rows.append(
+                    f"| `{path.name}` | `{variant['vectors']}` | `{name}` | "
+                    f"{stage['seconds'] / 60:.1f} min | {stage['peak_rss_mb'] / 1024:.1f} GB | "
+                    f"{variant['date']}, {variant['machine']} |"
+                )
+    if not rows:
+        return []
+    return [
+        "Data stages that a variant ran itself (the date and machine are its file's, those of "
+        "its last run):",
+        "",
+        "| variant | word vectors | stage | wall time | peak RSS | date, machine |",
+        "|---|---|---|---:|---:|---|",
+        *rows,
+        "",
+    ]
 
 
 def vector_similarity_section(report: dict) -> list[str]:
