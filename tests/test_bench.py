@@ -7,7 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
 from conftest import ROOT
 
@@ -73,21 +72,3 @@ def test_validation_curves_read_every_epoch_of_a_keras_models_dvclive_log(tmp_pa
         "averaged_loss": [0.38, 0.33],
         "loss": [0.4, 0.35],
     }
-
-
-def test_the_best_threshold_never_splits_pairs_of_one_value():
-    """bench/vector_similarity.py's accuracy of a score alone: the best cut of the sorted
-    scores, where no threshold can call one of two equal scores a duplicate and not the other."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from vector_similarity import best_threshold_accuracy
-
-    labels = np.array([1, 1, 0, 0])
-    assert best_threshold_accuracy(np.array([0.9, 0.8, 0.3, 0.1]), labels) == 1.0
-    assert best_threshold_accuracy(np.array([0.9, 0.8, 0.8, 0.1]), labels) == 0.75
-    assert best_threshold_accuracy(np.ones(4), labels) == 0.5
-    rng = np.random.default_rng(0)
-    scores, labels = rng.integers(0, 20, 500) / 20, rng.integers(0, 2, 500)
-    every_threshold = [*np.unique(scores), np.inf]
-    assert best_threshold_accuracy(scores, labels) == max(
-        ((scores >= t) == labels).mean() for t in every_threshold
-    )
