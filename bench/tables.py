@@ -755,7 +755,7 @@ def model_settings(overrides: list[str]) -> list[str]:
 
 
 def minutes(seconds: float) -> str:
-    """Minutes to two significant digits at most (0.3, 7.4, 273)."""
+    """Minutes: one decimal under ten (0.3, 7.4), whole minutes above (13, 273)."""
     return f"{seconds / 60:.1f}" if seconds < 600 else f"{seconds / 60:.0f}"
 
 

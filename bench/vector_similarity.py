@@ -23,6 +23,7 @@ import yaml
 from common import ROOT, machine
 
 from pipeline.bundle import load_bundle
+from pipeline.errors import BundleError
 from pipeline.io import write_json
 from pipeline.metrics import choose_threshold
 
@@ -65,7 +66,10 @@ def main() -> None:
         )
     dev = pd.read_parquet(dev_path)
     labels = dev["is_duplicate"].to_numpy(np.int64)
-    bundles = {name: load_bundle(work / "models" / name) for name in args.models}
+    try:
+        bundles = {name: load_bundle(work / "models" / name) for name in args.models}
+    except BundleError as error:
+        raise SystemExit(f"bench/vector_similarity.py: {error}") from None
     correct = {}
     for name, bundle in bundles.items():
         probability = bundle.predict_proba(dev["question1"], dev["question2"])
@@ -78,6 +82,8 @@ def main() -> None:
     bands = []
     for low, high in zip([*edges, -np.inf], [np.inf, *edges], strict=True):
         rows = (similarity >= low) & (similarity < high)
+        if not rows.any():  # no accuracy to report
+            continue
         bands.append(
             {
                 "cosine": band_name(low, high),
