@@ -638,13 +638,19 @@ def variant_data_stages(variants: list[Path]) -> list[str]:
 def vector_similarity_section(report: dict) -> list[str]:
     """Each model's dev accuracy by how alike the pair's two question vectors are."""
     models = list(report["accuracy"])
+    sequence = (
+        "`birnn_cnn` reads each question's words in order but each question alone; "
+        if "birnn_cnn" in models
+        else ""
+    )
     lines = [
         "## Question vectors against words (the full release's dev split)",
         "",
         f"`bench/vector_similarity.py`: the {report['pairs']:,} dev pairs of `{report['work']}` "
         f"(models of seed {report['seed']}), in bands by the cosine of the "
         "two questions' TF-IDF-weighted mean word vectors (what `siamese` and `residual` read; "
-        "`logreg` reads the words), with each model's accuracy at its own threshold. The "
+        f"{sequence}`logreg` reads the words the two share), with each model's accuracy at its "
+        "own threshold. The "
         f"cosine alone, at its best threshold, is right on {report['cosine_alone_accuracy']:.1%} "
         f"of the pairs. Measured {measured_on(report)}.",
         "",

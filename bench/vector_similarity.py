@@ -1,13 +1,14 @@
 """Benchmark: why a model on question vectors trails one on words, by how alike the two vectors are.
 
 `siamese` and `residual` see each question as one TF-IDF-weighted mean of its word vectors;
-`logreg` sees which words the two questions share. Pairs are put in bands by the cosine of
-their two mean vectors (the vector models' own inputs), and each model's accuracy (at its own
-threshold) is reported per band: where the vectors are nearly the same, only word identity can
-tell a duplicate from a pair that differs in a word or two. Also the accuracy of that cosine
-alone, at its best threshold. On the validation (dev) split of a scratch directory of
-bench/full_release.py, never the test split. Writes reports/bench/vector_similarity.json. Not
-a test.
+`birnn_cnn` reads each question's word vectors in order, but each question alone, with no
+word-by-word comparison of the two; `logreg` sees which words the two questions share. Pairs
+are put in bands by the cosine of their two mean vectors (the vector models' own inputs), and
+each model's accuracy (at its own threshold) is reported per band: where the vectors are nearly
+the same, only word identity can tell a duplicate from a pair that differs in a word or two.
+Also the accuracy of that cosine alone, at its best threshold. On the validation (dev) split of
+a scratch directory of bench/full_release.py, never the test split. Writes
+reports/bench/vector_similarity.json. Not a test.
 """
 
 from __future__ import annotations
