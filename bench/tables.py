@@ -734,6 +734,7 @@ def readme_results() -> str:
 SETTING = (  # `make full-release`'s runs (where a model is in several, a later file's row wins)
     "full_release_epochs15_seeds.json",
     "full_release_setting_mlp.json",
+    "full_release_setting_birnn.json",
 )
 
 
